@@ -1,1 +1,95 @@
-fn main() {}
+//! `aegis-gateway`: serve | keygen | check-config.
+
+use aegis_gateway::config::{Config, ConfigArgs};
+use aegis_gateway::{crypto, server, telemetry};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "aegis-gateway", version, about = "Gateway for Aegis security agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway (configuration from env vars, overridden by flags).
+    Serve(ConfigArgs),
+    /// Write an Ed25519 key pair (`private.pem`, `public.pem`) into a directory.
+    Keygen {
+        /// Output directory.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Validate the effective configuration; exits non-zero listing every problem.
+    CheckConfig(ConfigArgs),
+}
+
+fn load_config(args: &ConfigArgs) -> Result<Config, aegis_gateway::config::ConfigErrors> {
+    let config = Config::from_vars(std::env::vars().chain(args.overrides()))?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Keygen { out } => {
+            let key = crypto::keys::write_keypair(&out)
+                .with_context(|| format!("writing keys into {}", out.display()))?;
+            println!(
+                "wrote {}/private.pem and public.pem (key id {})",
+                out.display(),
+                crypto::keys::key_id(&key.public())
+            );
+            Ok(())
+        }
+        Cmd::CheckConfig(args) => match load_config(&args) {
+            Ok(config) => {
+                println!("configuration is valid\n{}", config.redacted_summary());
+                Ok(())
+            }
+            Err(errors) => {
+                eprintln!("invalid configuration:\n{errors}");
+                std::process::exit(2);
+            }
+        },
+        Cmd::Serve(args) => {
+            let config = match load_config(&args) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("invalid configuration:\n{errors}");
+                    std::process::exit(2);
+                }
+            };
+            telemetry::init(config.log_format);
+            aegis_gateway::shard::block_termination_signals();
+            tracing::info!(config = %config.redacted_summary(), "effective configuration");
+            let running = server::start(config.clone()).context("starting the gateway")?;
+            tracing::info!(
+                agent_addr = %running.agent_addr,
+                data_dir = %config.data_dir.display(),
+                shards = running.handle().shards(),
+                public_key = %aegis_gateway::protocol::payloads::b64(&running.public_key),
+                "aegis-gateway serving"
+            );
+            let handle = running.handle();
+            wait_for_signal();
+            tracing::info!("signal received: draining");
+            handle.shutdown();
+            running.join();
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Blocks until SIGTERM or SIGINT.
+fn wait_for_signal() {
+    let _ = aegis_gateway::shard::wait_for_termination();
+}

@@ -1,0 +1,600 @@
+//! The per-connection protocol state machine (PROTOCOL §3–§7), sans IO.
+//!
+//! The runtime feeds it frames and the time, and carries out the [`Action`]s it returns. Signature
+//! checks are handed out as a [`VerifyJob`] so the runtime can verify many sessions' signatures in
+//! one batch; the session resumes with [`Session::on_verified`]. Durable writes (the agent record
+//! before R3) are handed out as [`Action::CommitAgent`]; the session resumes with
+//! [`Session::on_agent_committed`]. At most one job of either kind is outstanding per session, and
+//! the runtime feeds no frame while one is.
+
+mod auth;
+mod registration;
+mod steady;
+
+use crate::crypto::{AeadKey, SigningKey};
+use crate::protocol::channel::BackendKind;
+use crate::protocol::envelope::{Envelope, MsgType};
+use crate::protocol::frame;
+use crate::protocol::replay::NonceCheck;
+use crate::protocol::upgrade::UpgradeRequest;
+use crate::protocol::ErrorKind;
+
+pub use registration::{NewAgent, PendingRecord};
+
+/// Protocol timers and limits, from configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Accepted clock skew for timestamps, seconds. Default = 300.
+    pub timestamp_window_s: i64,
+    /// Session lifetime, seconds. Default = 86400 (24 h).
+    pub session_timeout_s: i64,
+    /// Handshake end after the last handshake reply, ms. Default = 5000.
+    pub handshake_grace_ms: i64,
+    /// Time allowed for M1 after the upgrade, ms. Default = 10000.
+    pub auth_timeout_ms: i64,
+    /// Lifetime of a pending registration, seconds. Default = 300.
+    pub registration_ttl_s: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timestamp_window_s: 300,
+            session_timeout_s: 86_400,
+            handshake_grace_ms: 5_000,
+            auth_timeout_ms: 10_000,
+            registration_ttl_s: 300,
+        }
+    }
+}
+
+/// What the session needs from its surroundings.
+pub struct Env<'a> {
+    /// The gateway's long-term key.
+    pub key: &'a SigningKey,
+    /// Timers and limits.
+    pub limits: &'a Limits,
+    /// The M1 nonce replay cache.
+    pub nonces: &'a dyn NonceCheck,
+}
+
+/// A registered agent as the runtime found it in the store (for reconnects, and to refuse a
+/// first connection whose `agent_id` is a registered uid).
+#[derive(Debug, Clone)]
+pub struct KnownAgent {
+    /// The agent's uid.
+    pub uid: String,
+    /// Its registered public key.
+    pub public_key: [u8; 32],
+    /// Hex SHA-256 of its bootstrap token.
+    pub token_hash: String,
+}
+
+/// The negotiated profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Legacy Go agent profile.
+    V1,
+    /// Secure profile.
+    V2,
+}
+
+impl Profile {
+    /// `1` or `2`.
+    pub fn number(self) -> u8 {
+        match self {
+            Profile::V1 => 1,
+            Profile::V2 => 2,
+        }
+    }
+}
+
+/// A signature check the runtime must perform (batched) before the session can go on.
+#[derive(Debug, Clone)]
+pub struct VerifyJob {
+    /// Signer's public key.
+    pub public: [u8; 32],
+    /// Signed bytes.
+    pub msg: Vec<u8>,
+    /// Signature.
+    pub sig: [u8; 64],
+}
+
+/// What the runtime must do, in order.
+#[derive(Debug)]
+pub enum Action {
+    /// Write this text frame.
+    Send(String),
+    /// Close the WebSocket with this code and reason; nothing is processed afterwards.
+    Close(u16, &'static str),
+    /// The session authenticated as this canonical identity: register presence (replacing and
+    /// closing with 4010 an older connection of the same identity).
+    Authenticated {
+        /// Canonical identity: the uid, or `agent_id#public_key` before registration.
+        identity: String,
+        /// Negotiated profile.
+        profile: Profile,
+    },
+    /// The handshake is over: unsolicited frames (queued commands) may now be sent.
+    HandshakeOver,
+    /// Persist this pending registration (not synced).
+    PersistRegistration(PendingRecord),
+    /// Forget a pending registration.
+    RemoveRegistration(String),
+    /// Store this agent durably (synced), then call [`Session::on_agent_committed`].
+    CommitAgent(NewAgent),
+    /// The connection's identity changed to this uid after R3 (re-key presence).
+    Registered {
+        /// Identity before registration.
+        old_identity: String,
+        /// The new uid.
+        uid: String,
+    },
+    /// A verified heartbeat from this identity (update last_seen; no reply).
+    Heartbeat,
+    /// A verified agent→backend message to route.
+    Inbound {
+        /// Envelope id.
+        id: String,
+        /// Channel as sent.
+        channel: String,
+        /// Envelope type.
+        msg_type: MsgType,
+        /// Decrypted / decoded JSON body.
+        body: String,
+    },
+    /// A v2 ack for this command id.
+    Ack(String),
+    /// A verified frame arrived (v1 delivery accounting: earlier writes are delivered).
+    Verified,
+    /// An error frame was sent or a frame dropped, for metrics.
+    Rejected(ErrorKind),
+}
+
+/// Result of feeding a frame: actions to perform now, and maybe a signature check to run before
+/// calling [`Session::on_verified`].
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Actions to perform now, in order.
+    pub actions: Vec<Action>,
+    /// A signature check to run, then resume.
+    pub verify: Option<VerifyJob>,
+}
+
+impl Step {
+    fn actions(actions: Vec<Action>) -> Self {
+        Step {
+            actions,
+            verify: None,
+        }
+    }
+    fn verify(job: VerifyJob) -> Self {
+        Step {
+            actions: Vec::new(),
+            verify: Some(job),
+        }
+    }
+}
+
+/// Session keys per profile.
+enum Keys {
+    V1 {
+        key: AeadKey,
+    },
+    V2 {
+        tx: AeadKey,
+        rx: AeadKey,
+        send_seq: u64,
+        recv_seq: u64,
+    },
+}
+
+/// Counts events in a sliding 60 s window.
+#[derive(Debug, Default)]
+struct Window {
+    times: Vec<i64>,
+}
+
+impl Window {
+    /// Records an event at `now_ms` and returns how many fell in the last 60 s, this one included.
+    fn hit(&mut self, now_ms: i64) -> usize {
+        self.times.retain(|t| now_ms - *t < 60_000);
+        self.times.push(now_ms);
+        self.times.len()
+    }
+}
+
+enum Phase {
+    AwaitAuth,
+    Authed,
+    Closed,
+}
+
+/// A deferred step waiting for its signature check.
+enum Deferred {
+    Auth(Box<auth::PendingAuth>),
+    Msg(Box<steady::PendingMsg>),
+}
+
+/// Per-connection protocol state.
+pub struct Session {
+    upgrade: UpgradeRequest,
+    known: Option<KnownAgent>,
+    created_ms: i64,
+    phase: Phase,
+    profile: Profile,
+    keys: Option<Keys>,
+    /// uid, or agent_id from M1 before registration (the `{id}` of channels and v1 signatures).
+    ident: String,
+    identity: String,
+    registered: bool,
+    close_at_ms: i64,
+    handshake_over: bool,
+    last_reply_ms: i64,
+    committing: Option<registration::Committing>,
+    pending_reg: Option<registration::PendingRecord>,
+    deferred: Option<Deferred>,
+    invalid: Window,
+    sig_failures: Window,
+    session_expires_s: i64,
+    expiry_jitter_ms: i64,
+}
+
+impl Session {
+    /// A session for a connection whose upgrade request was accepted. `known` is the store's
+    /// record for `X-Agent-Uid` (reconnect) or for `X-Agent-Id` (first connection), if any.
+    /// `expiry_jitter_ms` spreads session-expiry closes (the session closes that much before its
+    /// token expires).
+    pub fn new(
+        upgrade: UpgradeRequest,
+        known: Option<KnownAgent>,
+        now_ms: i64,
+        expiry_jitter_ms: i64,
+    ) -> Self {
+        Session {
+            upgrade,
+            known,
+            created_ms: now_ms,
+            phase: Phase::AwaitAuth,
+            profile: Profile::V1,
+            keys: None,
+            ident: String::new(),
+            identity: String::new(),
+            registered: false,
+            close_at_ms: i64::MAX,
+            handshake_over: false,
+            last_reply_ms: now_ms,
+            committing: None,
+            pending_reg: None,
+            deferred: None,
+            invalid: Window::default(),
+            sig_failures: Window::default(),
+            session_expires_s: 0,
+            expiry_jitter_ms: expiry_jitter_ms.max(0),
+        }
+    }
+
+    /// The canonical identity used for sharding before authentication: the uid on a reconnect,
+    /// `agent_id#public_key` otherwise.
+    pub fn canonical_id(upgrade: &UpgradeRequest) -> String {
+        match &upgrade.agent_uid {
+            Some(uid) => uid.clone(),
+            None => unregistered_identity(&upgrade.agent_id, &upgrade.public_key_b64),
+        }
+    }
+
+    /// Whether M1 succeeded.
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.phase, Phase::Authed)
+    }
+
+    /// Whether the handshake is over (queued commands may be sent).
+    pub fn handshake_over(&self) -> bool {
+        self.handshake_over
+    }
+
+    /// The negotiated profile (meaningful once authenticated).
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The canonical identity once authenticated.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The `{id}` of this agent's channels: uid, or agent_id before registration.
+    pub fn ident(&self) -> &str {
+        &self.ident
+    }
+
+    /// Whether the agent is registered (reconnect, or after R3).
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// Unix seconds at which the session token expires (0 before authentication).
+    pub fn session_expires(&self) -> i64 {
+        self.session_expires_s
+    }
+
+    /// The agent's public key as presented in the upgrade.
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.upgrade.public_key
+    }
+
+    /// Feeds one received message (text or binary frame contents).
+    pub fn on_frame(&mut self, env: &Env<'_>, frame: &mut [u8], now_ms: i64) -> Step {
+        match self.phase {
+            Phase::Closed => Step::default(),
+            Phase::AwaitAuth if self.deferred.is_some() => Step::default(),
+            Phase::AwaitAuth => self.on_auth_frame(env, frame, now_ms),
+            Phase::Authed => self.on_session_frame(env, frame, now_ms),
+        }
+    }
+
+    /// Resumes after the signature check handed out by the previous [`Step`].
+    pub fn on_verified(&mut self, env: &Env<'_>, ok: bool, now_ms: i64) -> Vec<Action> {
+        match self.deferred.take() {
+            Some(Deferred::Auth(p)) => self.finish_auth(env, *p, ok, now_ms),
+            Some(Deferred::Msg(p)) => self.finish_msg(env, *p, ok, now_ms),
+            None => Vec::new(),
+        }
+    }
+
+    /// Advances timers: auth timeout, end of the handshake grace, session expiry.
+    pub fn tick(&mut self, env: &Env<'_>, now_ms: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.phase {
+            Phase::Closed => {}
+            Phase::AwaitAuth => {
+                if self.deferred.is_none() && now_ms - self.created_ms >= env.limits.auth_timeout_ms
+                {
+                    self.phase = Phase::Closed;
+                    let f = frame::error_before_auth(
+                        env.key,
+                        ErrorKind::AuthenticationFailed,
+                        "no authentication message within the time allowed",
+                        now_ms / 1000,
+                    );
+                    out.push(Action::Send(f.to_json()));
+                    out.push(Action::Close(
+                        ErrorKind::AuthenticationFailed.code(),
+                        "auth timeout",
+                    ));
+                }
+            }
+            Phase::Authed => {
+                if now_ms >= self.close_at_ms {
+                    self.fatal(
+                        env,
+                        &mut out,
+                        ErrorKind::SessionExpired,
+                        "session expired, authenticate again",
+                        now_ms,
+                    );
+                    return out;
+                }
+                if !self.handshake_over
+                    && self.committing.is_none()
+                    && now_ms - self.last_reply_ms >= env.limits.handshake_grace_ms
+                {
+                    self.end_handshake(&mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// The next instant (ms) at which [`Session::tick`] has something to do.
+    pub fn next_deadline(&self, limits: &Limits) -> Option<i64> {
+        match self.phase {
+            Phase::Closed => None,
+            Phase::AwaitAuth => Some(self.created_ms + limits.auth_timeout_ms),
+            Phase::Authed => {
+                let mut d = self.close_at_ms;
+                if !self.handshake_over && self.committing.is_none() {
+                    d = d.min(self.last_reply_ms + limits.handshake_grace_ms);
+                }
+                Some(d)
+            }
+        }
+    }
+
+    /// Builds the frame of a backend command for this session's profile (PROTOCOL §7), or `None`
+    /// when the session is not authenticated. `message_json` is the command's JSON text.
+    pub fn command_frame(
+        &mut self,
+        env: &Env<'_>,
+        id: &str,
+        kind: BackendKind,
+        msg_type: MsgType,
+        message_json: &[u8],
+        now_ms: i64,
+    ) -> Option<String> {
+        if !matches!(self.phase, Phase::Authed) {
+            return None;
+        }
+        let ts = now_ms / 1000;
+        match self.keys.as_mut()? {
+            Keys::V1 { key } => {
+                let channel = crate::protocol::channel::v1_backend_channel(kind);
+                let double = crate::protocol::payloads::b64(message_json);
+                let f = frame::v1_encrypted(
+                    env.key,
+                    key,
+                    id.to_string(),
+                    msg_type,
+                    channel,
+                    double.as_bytes(),
+                    ts,
+                );
+                Some(f.to_json())
+            }
+            Keys::V2 { tx, send_seq, .. } => {
+                *send_seq += 1;
+                let channel = crate::protocol::channel::backend_channel(&self.ident, kind);
+                let s = frame::Sealer {
+                    signer: env.key,
+                    aead: tx,
+                    seq: *send_seq,
+                };
+                let f = frame::sealed(
+                    &s,
+                    id.to_string(),
+                    msg_type,
+                    channel,
+                    message_json,
+                    ts,
+                    Vec::new(),
+                );
+                Some(f.to_json())
+            }
+        }
+    }
+
+    /// Closes the session for a graceful reason decided by the runtime (e.g. replaced by a newer
+    /// connection): sends the error frame when one applies and returns the close.
+    pub fn terminate(&mut self, env: &Env<'_>, kind: ErrorKind, now_ms: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if matches!(self.phase, Phase::Authed) {
+            self.fatal(env, &mut out, kind, "connection closed by the gateway", now_ms);
+        } else {
+            self.phase = Phase::Closed;
+            out.push(Action::Close(kind.code(), kind.as_str()));
+        }
+        out
+    }
+
+    // ---- shared helpers -------------------------------------------------------------------
+
+    fn end_handshake(&mut self, out: &mut Vec<Action>) {
+        if !self.handshake_over {
+            self.handshake_over = true;
+            out.push(Action::HandshakeOver);
+        }
+    }
+
+    /// Builds an error frame for an authenticated session (v1 encrypted JSON, v2 sealed).
+    fn error_frame(&mut self, env: &Env<'_>, kind: ErrorKind, message: &str, now_ms: i64) -> String {
+        let json = frame::error_json(kind, message, "");
+        self.reply_frame(
+            env,
+            MsgType::Error,
+            "error".to_string(),
+            json.as_bytes(),
+            now_ms,
+            ReplyEncoding::Encrypted,
+        )
+    }
+
+    /// A reply frame of an authenticated session: sealed in v2; in v1 either encrypted (errors,
+    /// commands) or raw JSON text (R2, R3).
+    fn reply_frame(
+        &mut self,
+        env: &Env<'_>,
+        msg_type: MsgType,
+        channel: String,
+        plaintext: &[u8],
+        now_ms: i64,
+        v1: ReplyEncoding,
+    ) -> String {
+        let ts = now_ms / 1000;
+        match self.keys.as_mut() {
+            Some(Keys::V2 { tx, send_seq, .. }) => {
+                *send_seq += 1;
+                let s = frame::Sealer {
+                    signer: env.key,
+                    aead: tx,
+                    seq: *send_seq,
+                };
+                frame::sealed(&s, frame::new_id(), msg_type, channel, plaintext, ts, Vec::new())
+                    .to_json()
+            }
+            Some(Keys::V1 { key }) if v1 == ReplyEncoding::Encrypted => frame::v1_encrypted(
+                env.key,
+                key,
+                frame::new_id(),
+                msg_type,
+                channel,
+                plaintext,
+                ts,
+            )
+            .to_json(),
+            _ => frame::plain(
+                env.key,
+                frame::new_id(),
+                msg_type,
+                channel,
+                String::from_utf8_lossy(plaintext).into_owned(),
+                ts,
+            )
+            .to_json(),
+        }
+    }
+
+    /// Reports a non-fatal error: an error frame after the handshake, nothing during it (except
+    /// `registration_failed`). Counts toward the 4008 / 4003 limits; closes when one is reached.
+    fn soft_error(
+        &mut self,
+        env: &Env<'_>,
+        out: &mut Vec<Action>,
+        kind: ErrorKind,
+        message: &str,
+        now_ms: i64,
+    ) {
+        out.push(Action::Rejected(kind));
+        let limit_hit = match kind {
+            ErrorKind::InvalidMessage => self.invalid.hit(now_ms) >= 5,
+            ErrorKind::SignatureVerificationFailed => self.sig_failures.hit(now_ms) >= 3,
+            _ => false,
+        };
+        let may_send = self.handshake_over || kind == ErrorKind::RegistrationFailed;
+        if may_send {
+            let f = self.error_frame(env, kind, message, now_ms);
+            out.push(Action::Send(f));
+        }
+        if limit_hit {
+            self.phase = Phase::Closed;
+            out.push(Action::Close(kind.code(), kind.as_str()));
+        }
+    }
+
+    /// A fatal error: the error frame (not during the handshake), then the close.
+    fn fatal(
+        &mut self,
+        env: &Env<'_>,
+        out: &mut Vec<Action>,
+        kind: ErrorKind,
+        message: &str,
+        now_ms: i64,
+    ) {
+        out.push(Action::Rejected(kind));
+        if self.handshake_over || matches!(kind, ErrorKind::SessionExpired | ErrorKind::Replaced) {
+            let f = self.error_frame(env, kind, message, now_ms);
+            out.push(Action::Send(f));
+        }
+        self.phase = Phase::Closed;
+        out.push(Action::Close(kind.code(), kind.as_str()));
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum ReplyEncoding {
+    /// v1: ChaCha20-Poly1305 with K, payload base64 of the ciphertext.
+    Encrypted,
+    /// v1: the JSON text as the payload (R2, R3).
+    RawJson,
+}
+
+/// The identity of an unregistered agent: `agent_id#public_key` (`#` is in neither character set).
+pub fn unregistered_identity(agent_id: &str, public_key_b64: &str) -> String {
+    let mut s = String::with_capacity(agent_id.len() + 1 + public_key_b64.len());
+    s.push_str(agent_id);
+    s.push('#');
+    s.push_str(public_key_b64);
+    s
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,434 @@
+//! The connection task: WebSocket upgrade, then the protocol session driven by frames, shard
+//! commands and timers, all on one task (no locks; the session is owned here).
+
+use super::control::{Command, DeliverError, DeliverReply, DeliveryOutcome};
+use super::presence::{ConnCmd, ShardCtx};
+use super::now_ms;
+use crate::protocol::close;
+use crate::protocol::session::{Action, Env, KnownAgent, Session};
+use crate::protocol::upgrade::{self, Parsed, UpgradeRequest};
+use crate::protocol::ErrorKind;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::WebSocketStream;
+use futures_channel::mpsc;
+use futures_lite::{AsyncWriteExt, StreamExt};
+use glommio::net::TcpStream;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// How often `last_seen` may be written per connection (heartbeats are not one write each).
+const LAST_SEEN_EVERY_MS: i64 = 60_000;
+
+/// A socket handed over by another shard: parse its head again (cheap) and serve it.
+pub(super) async fn serve_handed(ctx: Rc<ShardCtx>, stream: TcpStream, head: Vec<u8>, peer: SocketAddr) {
+    match upgrade::parse(&head, &ctx.shared.config.websocket_path) {
+        Ok(Parsed::Complete { request, consumed }) => {
+            serve_upgraded(ctx, stream, head, request, consumed, peer).await
+        }
+        _ => {
+            let mut stream = stream;
+            let _ = stream.close().await;
+        }
+    }
+}
+
+/// Completes the upgrade on the owner shard and runs the session.
+pub(super) async fn serve_upgraded(
+    ctx: Rc<ShardCtx>,
+    mut stream: TcpStream,
+    head: Vec<u8>,
+    request: UpgradeRequest,
+    consumed: usize,
+    peer: SocketAddr,
+) {
+    let lookup = request.agent_uid.as_deref().unwrap_or(&request.agent_id);
+    let known = match ctx.shared.store.get_agent(lookup) {
+        Ok(rec) => rec.and_then(|r| {
+            let public_key = crate::protocol::payloads::decode_b64_exact::<32>(&r.public_key)?;
+            Some(KnownAgent {
+                uid: r.agent_uid,
+                public_key,
+                token_hash: r.token_hash,
+            })
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "agent lookup failed");
+            let resp = upgrade::error_response(503, "unavailable", "storage unavailable");
+            let _ = stream.write_all(&resp).await;
+            let _ = stream.close().await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    if stream
+        .write_all(&upgrade::accept_response(&request.ws_key))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let cfg = &ctx.shared.config;
+    let mut ws_cfg = WebSocketConfig::default();
+    ws_cfg.read_buffer_size = cfg.ws_read_buffer_size;
+    ws_cfg.write_buffer_size = 0;
+    ws_cfg.max_write_buffer_size = cfg.ws_write_buffer_size.max(cfg.max_message_size * 2);
+    ws_cfg.max_message_size = Some(cfg.max_message_size);
+    ws_cfg.max_frame_size = Some(cfg.max_message_size);
+    let rest = head.get(consumed..).unwrap_or_default().to_vec();
+    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_cfg)).await;
+    let jitter = expiry_jitter_ms(ctx.shared.limits.session_timeout_s);
+    let session = Session::new(request, known, now_ms(), jitter);
+    let (tx, rx) = mpsc::unbounded();
+    let conn_id = ctx.add_conn(tx);
+    tracing::info!(conn = conn_id, %peer, shard = ctx.id, "agent connected");
+    let mut c = Conn {
+        ctx: Rc::clone(&ctx),
+        ws,
+        session,
+        conn_id,
+        rx,
+        held: Vec::new(),
+        claimed: None,
+        last_inbound: std::time::Instant::now(),
+        last_seen_write_ms: 0,
+    };
+    let reason = c.run().await;
+    if let Some(identity) = c.claimed.take() {
+        ctx.release(&identity, conn_id);
+    }
+    for (_, reply) in c.held.drain(..) {
+        let _ = reply.send(Err(DeliverError::Closed));
+    }
+    ctx.remove_conn(conn_id);
+    tracing::info!(conn = conn_id, %peer, reason, "agent disconnected");
+}
+
+/// Spread of session-expiry closes: up to a tenth of the session, at most 5 minutes.
+fn expiry_jitter_ms(session_timeout_s: i64) -> i64 {
+    let span = (session_timeout_s * 100).clamp(1, 300_000);
+    let r = u64::from_le_bytes(crate::crypto::random::bytes::<8>());
+    (r % span as u64) as i64
+}
+
+struct Conn {
+    ctx: Rc<ShardCtx>,
+    ws: Ws,
+    session: Session,
+    conn_id: u64,
+    rx: mpsc::UnboundedReceiver<ConnCmd>,
+    /// Commands that arrived during the handshake, written when it ends.
+    held: Vec<(Command, DeliverReply)>,
+    claimed: Option<String>,
+    last_inbound: std::time::Instant,
+    last_seen_write_ms: i64,
+}
+
+enum Event {
+    Frame(Option<Result<Message, WsError>>),
+    Cmd(Option<ConnCmd>),
+    Tick,
+}
+
+/// Why the loop ended (for the log line).
+type Reason = &'static str;
+
+impl Conn {
+    fn env(&self) -> Env<'_> {
+        Env {
+            key: &self.ctx.shared.key,
+            limits: &self.ctx.shared.limits,
+            nonces: &self.ctx.shared.nonces,
+        }
+    }
+
+    async fn run(&mut self) -> Reason {
+        let cfg = &self.ctx.shared.config;
+        let ping_every = cfg.ping_interval;
+        let idle = cfg.idle_timeout;
+        let mut next_ping = std::time::Instant::now() + ping_every;
+        loop {
+            let now = std::time::Instant::now();
+            if now.duration_since(self.last_inbound) >= idle {
+                self.close(CloseCode::Normal, "idle timeout").await;
+                return "idle timeout";
+            }
+            if now >= next_ping {
+                if self.ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return "write failed";
+                }
+                next_ping = now + ping_every;
+            }
+            let mut wait = next_ping
+                .min(self.last_inbound + idle)
+                .saturating_duration_since(now);
+            if let Some(d) = self.session.next_deadline(&self.ctx.shared.limits) {
+                let ms = (d - now_ms()).max(0);
+                wait = wait.min(Duration::from_millis(ms as u64));
+            }
+            let ev = {
+                let ws = &mut self.ws;
+                let rx = &mut self.rx;
+                futures_lite::future::or(
+                    async { Event::Frame(ws.next().await) },
+                    futures_lite::future::or(async { Event::Cmd(rx.next().await) }, async {
+                        glommio::timer::sleep(wait).await;
+                        Event::Tick
+                    }),
+                )
+                .await
+            };
+            let actions: Vec<Action> = match ev {
+                Event::Frame(None) => return "peer closed",
+                Event::Frame(Some(Err(e))) => return self.on_ws_error(e).await,
+                Event::Frame(Some(Ok(msg))) => {
+                    self.last_inbound = std::time::Instant::now();
+                    match msg {
+                        Message::Text(t) => {
+                            let mut buf = t.as_bytes().to_vec();
+                            self.on_frame(&mut buf).await
+                        }
+                        Message::Binary(b) => {
+                            let mut buf = b.to_vec();
+                            self.on_frame(&mut buf).await
+                        }
+                        Message::Close(_) => return "peer closed",
+                        _ => Vec::new(),
+                    }
+                }
+                Event::Cmd(None) => return "shard gone",
+                Event::Cmd(Some(cmd)) => match cmd {
+                    ConnCmd::Replace => {
+                        let now = now_ms();
+                        let env = self.env();
+                        self.session.terminate(&env, ErrorKind::Replaced, now)
+                    }
+                    ConnCmd::Drain => {
+                        // Spread closes over a short window so agents do not reconnect at once.
+                        let spread = u64::from(crate::crypto::random::bytes::<1>()[0]) * 4;
+                        glommio::timer::sleep(Duration::from_millis(spread)).await;
+                        self.close(CloseCode::Away, "gateway shutting down").await;
+                        return "drained";
+                    }
+                    ConnCmd::Deliver(cmd, reply) => {
+                        if self.session.handshake_over() {
+                            self.write_command(cmd, reply).await;
+                        } else {
+                            self.held.push((cmd, reply));
+                        }
+                        Vec::new()
+                    }
+                },
+                Event::Tick => {
+                    let now = now_ms();
+                    let env = self.env();
+                    self.session.tick(&env, now)
+                }
+            };
+            if let Some(reason) = self.perform(actions).await {
+                return reason;
+            }
+        }
+    }
+
+    /// Feeds a frame to the session, running its signature check through the shard batcher.
+    async fn on_frame(&mut self, buf: &mut [u8]) -> Vec<Action> {
+        let now = now_ms();
+        let env = self.env();
+        let step = self.session.on_frame(&env, buf, now);
+        let mut actions = step.actions;
+        if let Some(job) = step.verify {
+            let ok = self.ctx.batcher.verify(job).await;
+            let now = now_ms();
+            let env = self.env();
+            actions.extend(self.session.on_verified(&env, ok, now));
+        }
+        actions
+    }
+
+    /// Carries out actions in order; `Some(reason)` when the connection must end.
+    async fn perform(&mut self, actions: Vec<Action>) -> Option<Reason> {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
+            match a {
+                Action::Send(text) => {
+                    if self.ws.send(Message::text(text)).await.is_err() {
+                        return Some("write failed");
+                    }
+                }
+                Action::Close(code, reason) => {
+                    self.close(CloseCode::from(code), reason).await;
+                    return Some(reason);
+                }
+                Action::Authenticated { identity, profile } => {
+                    tracing::info!(conn = self.conn_id, %identity, profile = profile.number(), "agent authenticated");
+                    self.ctx.claim(&identity, self.conn_id);
+                    self.claimed = Some(identity);
+                }
+                Action::HandshakeOver => {
+                    for (cmd, reply) in std::mem::take(&mut self.held) {
+                        self.write_command(cmd, reply).await;
+                    }
+                }
+                Action::PersistRegistration(p) => {
+                    if let Err(e) = self.ctx.shared.store.put_registration(&to_registration(&p, self.conn_id)) {
+                        tracing::warn!(error = %e, "pending registration not persisted");
+                    }
+                }
+                Action::RemoveRegistration(id) => {
+                    let _ = self.ctx.shared.store.remove_registration(&id);
+                }
+                Action::CommitAgent(new) => {
+                    let store = &self.ctx.shared.store;
+                    let record = to_agent_record(&new, self.session.public_key());
+                    let ok = match store.put_agent(&record) {
+                        Ok(()) => store.sync().await.is_ok(),
+                        Err(e) => {
+                            tracing::error!(error = %e, "agent record not stored");
+                            false
+                        }
+                    };
+                    let now = now_ms();
+                    let env = self.env();
+                    queue.extend(self.session.on_agent_committed(&env, ok, now));
+                }
+                Action::Registered { old_identity, uid } => {
+                    tracing::info!(conn = self.conn_id, %uid, "agent registered");
+                    self.ctx.release(&old_identity, self.conn_id);
+                    self.ctx.claim(&uid, self.conn_id);
+                    self.claimed = Some(uid);
+                }
+                Action::Heartbeat => self.touch_last_seen(),
+                Action::Inbound { .. } | Action::Ack(_) | Action::Verified => {}
+                Action::Rejected(kind) => {
+                    tracing::debug!(conn = self.conn_id, kind = kind.as_str(), "frame rejected");
+                }
+            }
+        }
+        None
+    }
+
+    fn touch_last_seen(&mut self) {
+        let now = now_ms();
+        if !self.session.is_registered() || now - self.last_seen_write_ms < LAST_SEEN_EVERY_MS {
+            return;
+        }
+        self.last_seen_write_ms = now;
+        if let Err(e) = self
+            .ctx
+            .shared
+            .store
+            .set_last_seen(self.session.ident(), now / 1000)
+        {
+            tracing::warn!(error = %e, "last_seen not stored");
+        }
+    }
+
+    async fn write_command(&mut self, cmd: Command, reply: DeliverReply) {
+        let now = now_ms();
+        let env = Env {
+            key: &self.ctx.shared.key,
+            limits: &self.ctx.shared.limits,
+            nonces: &self.ctx.shared.nonces,
+        };
+        let frame = self.session.command_frame(
+            &env,
+            &cmd.message_id,
+            cmd.kind,
+            cmd.msg_type,
+            &cmd.message_json,
+            now,
+        );
+        let result = match frame {
+            None => Err(DeliverError::NotConnected),
+            Some(text) => match self.ws.send(Message::text(text)).await {
+                Ok(()) => Ok(DeliveryOutcome::Written),
+                Err(_) => Err(DeliverError::Closed),
+            },
+        };
+        let _ = reply.send(result);
+    }
+
+    async fn on_ws_error(&mut self, e: WsError) -> Reason {
+        match e {
+            WsError::Utf8(_) => {
+                self.close(CloseCode::from(close::INVALID_PAYLOAD), "invalid UTF-8")
+                    .await;
+                "invalid utf-8"
+            }
+            WsError::Capacity(_) => {
+                self.close(CloseCode::from(close::TOO_BIG), "message too big")
+                    .await;
+                "message too big"
+            }
+            WsError::Protocol(_) => {
+                self.close(CloseCode::Protocol, "protocol error").await;
+                "protocol error"
+            }
+            _ => "read failed",
+        }
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = futures_lite::future::or(
+            async {
+                let _ = self.ws.close(Some(frame)).await;
+            },
+            glommio::timer::sleep(Duration::from_secs(2)),
+        )
+        .await;
+    }
+}
+
+fn to_registration(
+    p: &crate::protocol::session::PendingRecord,
+    conn_id: u64,
+) -> crate::store::Registration {
+    let r = &p.request;
+    crate::store::Registration {
+        registration_id: p.registration_id.clone(),
+        conn_id,
+        public_key: r.agent_pubkey.clone(),
+        host_id: r.host_id.clone(),
+        agent_id: p.agent_id.clone(),
+        org_id: r.org_id.clone(),
+        platform: r.platform.clone(),
+        version: r.agent_version.clone(),
+        capabilities: r.capabilities.clone(),
+        network: r.network.clone(),
+        nonce: p.nonce.clone(),
+        server_time: p.server_time.clone(),
+        expires_at: p.expires_at,
+    }
+}
+
+fn to_agent_record(
+    n: &crate::protocol::session::NewAgent,
+    public_key: &[u8; 32],
+) -> crate::store::AgentRecord {
+    let r = &n.request;
+    crate::store::AgentRecord {
+        agent_uid: n.agent_uid.clone(),
+        public_key: crate::protocol::payloads::b64(public_key),
+        host_id: r.host_id.clone(),
+        agent_id: n.agent_id.clone(),
+        org_id: r.org_id.clone(),
+        platform: r.platform.clone(),
+        version: r.agent_version.clone(),
+        capabilities: r.capabilities.clone(),
+        network: r.network.clone(),
+        token_hash: n.token_hash.clone(),
+        registered_at: n.registered_at,
+        last_seen: n.registered_at,
+        profile: n.profile,
+    }
+}

@@ -1,0 +1,120 @@
+//! The thread-safe control handle: backend command delivery into the shards, and shutdown.
+//! Usable from any thread (the admin API, tests); completions wake the caller's executor.
+
+use crate::protocol::channel::BackendKind;
+use crate::protocol::envelope::MsgType;
+use futures_channel::{mpsc, oneshot};
+
+/// A backend command for one agent.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The admin API's message id; the frame's `id` on every attempt.
+    pub message_id: String,
+    /// Backend channel kind.
+    pub kind: BackendKind,
+    /// `request` or `event`.
+    pub msg_type: MsgType,
+    /// The command's JSON text.
+    pub message_json: Vec<u8>,
+}
+
+/// What happened to a delivered command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Written to the agent's connection (after its handshake).
+    Written,
+}
+
+/// Why a command could not be delivered now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    /// No live connection for this agent.
+    #[error("agent is not connected")]
+    NotConnected,
+    /// The connection closed before the command was written.
+    #[error("connection closed before the command was written")]
+    Closed,
+    /// The gateway is shutting down.
+    #[error("gateway is shutting down")]
+    ShuttingDown,
+}
+
+/// A reply slot for a delivery.
+pub(crate) type DeliverReply = oneshot::Sender<Result<DeliveryOutcome, DeliverError>>;
+
+/// Messages from outside into a shard.
+pub(crate) enum Control {
+    Deliver {
+        identity: String,
+        cmd: Command,
+        reply: DeliverReply,
+    },
+    Connected {
+        identity: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Shutdown,
+}
+
+/// A cloneable, `Send` handle to the running shards.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    senders: Vec<mpsc::UnboundedSender<Control>>,
+}
+
+pub(crate) fn channels(n: usize) -> (GatewayHandle, Vec<mpsc::UnboundedReceiver<Control>>) {
+    let (senders, receivers) = (0..n).map(|_| mpsc::unbounded()).unzip();
+    (GatewayHandle { senders }, receivers)
+}
+
+impl GatewayHandle {
+    fn owner(&self, identity: &str) -> &mpsc::UnboundedSender<Control> {
+        &self.senders[super::owner_of(identity, self.senders.len())]
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Writes `cmd` to the live connection of `identity` (a uid, or `agent_id#public_key`),
+    /// sealed or encrypted for its profile. Waits for the handshake to end if it is in progress.
+    pub async fn deliver(
+        &self,
+        identity: &str,
+        cmd: Command,
+    ) -> Result<DeliveryOutcome, DeliverError> {
+        let (reply, rx) = oneshot::channel();
+        self.owner(identity)
+            .unbounded_send(Control::Deliver {
+                identity: identity.to_string(),
+                cmd,
+                reply,
+            })
+            .map_err(|_| DeliverError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(DeliverError::Closed))
+    }
+
+    /// Whether `identity` has a live authenticated connection.
+    pub async fn is_connected(&self, identity: &str) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .owner(identity)
+            .unbounded_send(Control::Connected {
+                identity: identity.to_string(),
+                reply,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Asks every shard to drain: stop accepting, close agents with 1001, exit.
+    pub fn shutdown(&self) {
+        for s in &self.senders {
+            let _ = s.unbounded_send(Control::Shutdown);
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Shard start-up, the accept loop, the upgrade head, and the socket hand-off to the owner shard.
+
+use super::conn;
+use super::control::Control;
+use super::presence::{MeshMsg, ShardCtx};
+use super::sys::OwnedSocket;
+use super::{owner_of, Shared};
+use crate::protocol::session::Session;
+use crate::protocol::upgrade::{self, Parsed};
+use futures_channel::{mpsc, oneshot};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use glommio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a draining shard waits for its connections to close.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+pub(super) async fn run_shard(
+    id: usize,
+    shared: Arc<Shared>,
+    mesh: MeshBuilder<MeshMsg, Full>,
+    addr: SocketAddr,
+    control_rx: mpsc::UnboundedReceiver<Control>,
+    _handle: super::GatewayHandle,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let Ok((senders, mut receivers)) = mesh.join().await else {
+        let _ = ready.send(Err(format!("shard {id}: mesh join failed")));
+        return;
+    };
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: bind {addr}: {e}")));
+            return;
+        }
+    };
+    let ctx = ShardCtx::new(id, shared, senders);
+    for (_, rx) in receivers.streams() {
+        let ctx = Rc::clone(&ctx);
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                if let Some((socket, head, peer)) = ctx.on_mesh(msg) {
+                    let ctx = Rc::clone(&ctx);
+                    glommio::spawn_local(async move {
+                        conn::serve_handed(ctx, socket.into_stream(), head, peer).await;
+                    })
+                    .detach();
+                }
+            }
+        })
+        .detach();
+    }
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    glommio::spawn_local(control_loop(Rc::clone(&ctx), control_rx, stop_tx)).detach();
+    let _ = ready.send(Ok(()));
+    tracing::debug!(shard = id, %addr, "shard listening");
+    accept_loop(&ctx, listener, stop_rx).await;
+    ctx.draining.set(true);
+    ctx.drain_all();
+    let deadline = std::time::Instant::now() + DRAIN_WAIT;
+    while ctx.conn_count() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::debug!(shard = id, left = ctx.conn_count(), "shard stopped");
+}
+
+async fn control_loop(
+    ctx: Rc<ShardCtx>,
+    mut rx: mpsc::UnboundedReceiver<Control>,
+    stop: oneshot::Sender<()>,
+) {
+    let mut stop = Some(stop);
+    while let Some(msg) = rx.next().await {
+        match msg {
+            Control::Deliver {
+                identity,
+                cmd,
+                reply,
+            } => ctx.deliver(&identity, cmd, reply),
+            Control::Connected { identity, reply } => {
+                let _ = reply.send(ctx.is_present(&identity));
+            }
+            Control::Shutdown => {
+                ctx.draining.set(true);
+                if let Some(s) = stop.take() {
+                    let _ = s.send(());
+                }
+            }
+        }
+    }
+}
+
+async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            let _ = (&mut stop).await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                let ctx = Rc::clone(ctx);
+                glommio::spawn_local(async move { serve_accepted(ctx, stream).await }).detach();
+            }
+            Some(Err(e)) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Reads the upgrade head of a freshly accepted socket and hands it to its owner shard.
+async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let timeout = ctx.shared.config.upgrade_timeout;
+    let head = futures_lite::future::or(read_head(&ctx, &mut stream), async {
+        glommio::timer::sleep(timeout).await;
+        Err(HeadError::Timeout)
+    })
+    .await;
+    let (buf, request, consumed) = match head {
+        Ok(h) => h,
+        Err(HeadError::Http(e)) => {
+            let resp = upgrade::error_response(e.status, e.kind, &e.message);
+            let _ = stream.write_all(&resp).await;
+            let _ = stream.close().await;
+            return;
+        }
+        Err(HeadError::Timeout | HeadError::Eof) => {
+            let _ = stream.close().await;
+            return;
+        }
+    };
+    if ctx.draining.get() {
+        let resp = upgrade::error_response(503, "unavailable", "gateway is shutting down");
+        let _ = stream.write_all(&resp).await;
+        let _ = stream.close().await;
+        return;
+    }
+    let owner = owner_of(&Session::canonical_id(&request), ctx.shared.shards);
+    if owner != ctx.id {
+        match OwnedSocket::dup_of(&stream) {
+            Ok(socket) => {
+                drop(stream);
+                let msg = MeshMsg::Handoff {
+                    socket,
+                    head: buf,
+                    peer,
+                };
+                match ctx.mesh_send_wait(owner, msg).await {
+                    Ok(()) => return,
+                    Err(Some(MeshMsg::Handoff { socket, head, .. })) => {
+                        // The owner cannot take it: serve here; presence pointers keep it right.
+                        conn::serve_upgraded(ctx, socket.into_stream(), head, request, consumed, peer)
+                            .await;
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "dup failed; serving on the accepting shard"),
+        }
+    }
+    conn::serve_upgraded(ctx, stream, buf, request, consumed, peer).await;
+}
+
+enum HeadError {
+    Http(upgrade::UpgradeError),
+    Timeout,
+    Eof,
+}
+
+async fn read_head(
+    ctx: &Rc<ShardCtx>,
+    stream: &mut TcpStream,
+) -> Result<(Vec<u8>, upgrade::UpgradeRequest, usize), HeadError> {
+    let path = &ctx.shared.config.websocket_path;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Eof)?;
+        if n == 0 {
+            return Err(HeadError::Eof);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match upgrade::parse(&buf, path).map_err(HeadError::Http)? {
+            Parsed::Incomplete => continue,
+            Parsed::Complete { request, consumed } => return Ok((buf, request, consumed)),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The runtime: one glommio executor per shard, SO_REUSEPORT listeners, the socket hand-off, the
+//! cross-shard mesh, presence, and the verify batcher. The only module that knows glommio.
+//!
+//! Sharding: `owner(id) = fnv1a64(id) % shards`, where `id` is the canonical identity — the uid
+//! for a registered agent, `agent_id#public_key` before registration. The shard that accepts a
+//! socket reads the upgrade head, computes the owner, and hands the socket (a dup'ed fd plus the
+//! bytes already read) to the owner over the mesh. After registration, the uid's owner keeps a
+//! presence pointer to the shard holding the socket.
+
+mod batch;
+mod conn;
+mod control;
+mod listener;
+mod mesh;
+mod presence;
+mod sys;
+
+pub use sys::{block_termination_signals, wait_for_termination};
+
+pub use control::{Command, DeliverError, DeliveryOutcome, GatewayHandle};
+
+use crate::config::Config;
+use crate::crypto::SigningKey;
+use crate::protocol::replay::NonceCache;
+use crate::protocol::session::Limits;
+use crate::store::Store;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Everything the shards share read-only (plus the handshake-path nonce cache).
+pub struct Shared {
+    /// Effective configuration.
+    pub config: Config,
+    /// Gateway long-term key.
+    pub key: SigningKey,
+    /// Protocol timers.
+    pub limits: Limits,
+    /// M1 replay cache (touched once per handshake, never per message).
+    pub nonces: Mutex<NonceCache>,
+    /// Persistence.
+    pub store: Store,
+    /// Number of shards.
+    pub shards: usize,
+}
+
+/// Errors starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the agent listener failed.
+    #[error("cannot bind agent listener on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// An executor could not start.
+    #[error("cannot start shard {shard}: {message}")]
+    Executor {
+        /// Shard index.
+        shard: usize,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where agents connect.
+    pub agent_addr: SocketAddr,
+    handle: GatewayHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The owner shard of a canonical identity (FNV-1a 64, fixed, documented).
+pub fn owner_of(id: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+impl Gateway {
+    /// Starts `shards` executors serving agents on the configured address.
+    pub fn start(config: Config, store: Store, key: SigningKey) -> Result<Gateway, StartError> {
+        let shards = config
+            .shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let limits = limits_of(&config);
+        let (reservation, agent_addr) =
+            sys::reserve_port(config.websocket_addr).map_err(|source| StartError::Bind {
+                addr: config.websocket_addr,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            config,
+            key,
+            limits,
+            nonces: Mutex::new(NonceCache::new()),
+            store,
+            shards,
+        });
+        let (handle, control_rxs) = control::channels(shards);
+        let mesh = glommio::channels::channel_mesh::MeshBuilder::full(shards, 1024);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let mut threads = Vec::with_capacity(shards);
+        for (id, control_rx) in control_rxs.into_iter().enumerate() {
+            let placement = if shards <= cpus {
+                Placement::Fixed(id)
+            } else {
+                Placement::Unbound
+            };
+            let shared = Arc::clone(&shared);
+            let mesh = mesh.clone();
+            let ready = ready_tx.clone();
+            let handle_for_shard = handle.clone();
+            let builder = LocalExecutorBuilder::new(placement)
+                .name(&format!("shard-{id}"))
+                .io_memory(64 << 10);
+            let join = builder
+                .spawn(move || async move {
+                    listener::run_shard(id, shared, mesh, agent_addr, control_rx, handle_for_shard, ready)
+                        .await;
+                })
+                .map_err(|e| StartError::Executor {
+                    shard: id,
+                    message: e.to_string(),
+                })?;
+            threads.push(std::thread::spawn(move || {
+                let _ = join.join();
+            }));
+        }
+        drop(ready_tx);
+        for _ in 0..shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    handle.shutdown();
+                    return Err(StartError::Executor { shard: 0, message });
+                }
+                Err(_) => {
+                    return Err(StartError::Executor {
+                        shard: 0,
+                        message: "shard exited during start".into(),
+                    })
+                }
+            }
+        }
+        drop(reservation);
+        Ok(Gateway {
+            agent_addr,
+            handle,
+            threads,
+        })
+    }
+
+    /// A cloneable, thread-safe handle (command delivery, shutdown).
+    pub fn handle(&self) -> GatewayHandle {
+        self.handle.clone()
+    }
+
+    /// Asks every shard to drain and waits for them to exit.
+    pub fn shutdown(self) {
+        self.handle.shutdown();
+        self.join();
+    }
+
+    /// Waits for every shard to exit.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn limits_of(c: &Config) -> Limits {
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    Limits {
+        timestamp_window_s: secs(c.timestamp_window),
+        session_timeout_s: secs(c.session_timeout),
+        handshake_grace_ms: ms(c.handshake_grace),
+        auth_timeout_ms: ms(c.auth_timeout),
+        registration_ttl_s: 300,
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_of;
+
+    #[test]
+    fn owner_is_stable_and_in_range() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (published test vector).
+        assert_eq!(owner_of("a", 1 << 20), (0xaf63_dc4c_8601_ec8c_u64 % (1 << 20)) as usize);
+        for n in 1..8 {
+            for id in ["x", "agent-1#AAAA", "8c6f1c8e-1d7c-4bb8-9d0a-7d0d2c1e9f00"] {
+                assert!(owner_of(id, n) < n);
+                assert_eq!(owner_of(id, n), owner_of(id, n));
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Per-shard state: hosted connections, presence of the identities this shard owns, and the
+//! mesh messages that keep presence right across shards.
+//!
+//! A connection id carries its shard in its top 16 bits, so a presence entry is just a
+//! connection id: local when its shard is this one, a presence pointer otherwise.
+
+use super::batch::Batcher;
+use super::control::{Command, DeliverError, DeliverReply};
+use super::sys::OwnedSocket;
+use super::{owner_of, Shared};
+use futures_channel::mpsc;
+use glommio::channels::channel_mesh::Senders;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Commands to a connection task.
+pub(crate) enum ConnCmd {
+    /// A newer connection of the same identity took over: close with 4010.
+    Replace,
+    /// Write this command.
+    Deliver(Command, DeliverReply),
+    /// Graceful shutdown: close with 1001.
+    Drain,
+}
+
+/// Messages between shards.
+pub(crate) enum MeshMsg {
+    /// A socket whose owner is the receiving shard, with the bytes already read from it.
+    Handoff {
+        socket: OwnedSocket,
+        head: Vec<u8>,
+        peer: SocketAddr,
+    },
+    /// `identity` (owned by the receiver) now lives on connection `conn`.
+    Pointer { identity: String, conn: u64 },
+    /// Connection `conn` of `identity` ended.
+    Gone { identity: String, conn: u64 },
+    /// Close connection `conn` (hosted by the receiver) with 4010.
+    Replace { conn: u64 },
+    /// Deliver to connection `conn` (hosted by the receiver).
+    Deliver {
+        conn: u64,
+        cmd: Command,
+        reply: DeliverReply,
+    },
+}
+
+/// The shard a connection id belongs to.
+pub(crate) fn shard_of(conn: u64) -> usize {
+    (conn >> 48) as usize
+}
+
+/// State owned by one shard.
+pub(crate) struct ShardCtx {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub batcher: Rc<Batcher>,
+    mesh: Rc<Senders<MeshMsg>>,
+    conns: RefCell<HashMap<u64, mpsc::UnboundedSender<ConnCmd>>>,
+    presence: RefCell<HashMap<String, u64>>,
+    next_conn: Cell<u64>,
+    pub draining: Cell<bool>,
+}
+
+impl ShardCtx {
+    pub fn new(id: usize, shared: Arc<Shared>, mesh: Senders<MeshMsg>) -> Rc<Self> {
+        Rc::new(ShardCtx {
+            id,
+            shared,
+            batcher: Batcher::new(),
+            mesh: Rc::new(mesh),
+            conns: RefCell::new(HashMap::new()),
+            presence: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+            draining: Cell::new(false),
+        })
+    }
+
+    /// Registers a hosted connection; returns its id.
+    pub fn add_conn(&self, tx: mpsc::UnboundedSender<ConnCmd>) -> u64 {
+        let n = self.next_conn.get() + 1;
+        self.next_conn.set(n);
+        let conn = ((self.id as u64) << 48) | (n & 0xffff_ffff_ffff);
+        self.conns.borrow_mut().insert(conn, tx);
+        conn
+    }
+
+    /// Forgets a hosted connection.
+    pub fn remove_conn(&self, conn: u64) {
+        self.conns.borrow_mut().remove(&conn);
+    }
+
+    /// Number of hosted connections.
+    pub fn conn_count(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    /// Sends `msg` to shard `to` over the mesh; when its ring is full, a task waits for room.
+    pub fn mesh_send(&self, to: usize, msg: MeshMsg) {
+        let Err(e) = self.mesh.try_send_to(to, msg) else {
+            return;
+        };
+        match returned(e) {
+            Some(msg) => {
+                let senders = Rc::clone(&self.mesh);
+                glommio::spawn_local(async move {
+                    if senders.send_to(to, msg).await.is_err() {
+                        tracing::warn!(to, "mesh peer gone; message dropped");
+                    }
+                })
+                .detach();
+            }
+            None => tracing::warn!(to, "mesh send failed; message dropped"),
+        }
+    }
+
+    /// Sends a message and waits for room; on failure the message is handed back.
+    pub async fn mesh_send_wait(&self, to: usize, msg: MeshMsg) -> Result<(), Option<MeshMsg>> {
+        self.mesh.send_to(to, msg).await.map_err(returned)
+    }
+
+    fn owner(&self, identity: &str) -> usize {
+        owner_of(identity, self.shared.shards)
+    }
+
+    /// `conn` (hosted here) authenticated as `identity`: record presence, replacing any older
+    /// connection of that identity.
+    pub fn claim(&self, identity: &str, conn: u64) {
+        let owner = self.owner(identity);
+        if owner == self.id {
+            self.set_presence(identity, conn);
+        } else {
+            self.mesh_send(
+                owner,
+                MeshMsg::Pointer {
+                    identity: identity.to_string(),
+                    conn,
+                },
+            );
+        }
+    }
+
+    /// `conn` of `identity` ended; presence is removed only if it still points to `conn`.
+    pub fn release(&self, identity: &str, conn: u64) {
+        let owner = self.owner(identity);
+        if owner == self.id {
+            let mut p = self.presence.borrow_mut();
+            if p.get(identity) == Some(&conn) {
+                p.remove(identity);
+            }
+        } else {
+            self.mesh_send(
+                owner,
+                MeshMsg::Gone {
+                    identity: identity.to_string(),
+                    conn,
+                },
+            );
+        }
+    }
+
+    fn set_presence(&self, identity: &str, conn: u64) {
+        let old = self.presence.borrow_mut().insert(identity.to_string(), conn);
+        if let Some(old) = old.filter(|o| *o != conn) {
+            self.kick(old);
+        }
+    }
+
+    fn kick(&self, conn: u64) {
+        let shard = shard_of(conn);
+        if shard == self.id {
+            if let Some(tx) = self.conns.borrow().get(&conn) {
+                let _ = tx.unbounded_send(ConnCmd::Replace);
+            }
+        } else {
+            self.mesh_send(shard, MeshMsg::Replace { conn });
+        }
+    }
+
+    /// Whether `identity` (owned here) has a live connection.
+    pub fn is_present(&self, identity: &str) -> bool {
+        self.presence.borrow().contains_key(identity)
+    }
+
+    /// Routes a command for `identity` (owned here) to the connection holding it.
+    pub fn deliver(&self, identity: &str, cmd: Command, reply: DeliverReply) {
+        let conn = self.presence.borrow().get(identity).copied();
+        match conn {
+            None => {
+                let _ = reply.send(Err(DeliverError::NotConnected));
+            }
+            Some(conn) => self.deliver_to_conn(conn, cmd, reply),
+        }
+    }
+
+    fn deliver_to_conn(&self, conn: u64, cmd: Command, reply: DeliverReply) {
+        let shard = shard_of(conn);
+        if shard != self.id {
+            self.mesh_send(shard, MeshMsg::Deliver { conn, cmd, reply });
+            return;
+        }
+        let conns = self.conns.borrow();
+        match conns.get(&conn) {
+            Some(tx) => {
+                if let Err(e) = tx.unbounded_send(ConnCmd::Deliver(cmd, reply)) {
+                    if let ConnCmd::Deliver(_, reply) = e.into_inner() {
+                        let _ = reply.send(Err(DeliverError::Closed));
+                    }
+                }
+            }
+            None => {
+                let _ = reply.send(Err(DeliverError::NotConnected));
+            }
+        }
+    }
+
+    /// Handles a message from another shard (hand-offs are handled by the listener).
+    pub fn on_mesh(&self, msg: MeshMsg) -> Option<(OwnedSocket, Vec<u8>, SocketAddr)> {
+        match msg {
+            MeshMsg::Handoff { socket, head, peer } => return Some((socket, head, peer)),
+            MeshMsg::Pointer { identity, conn } => self.set_presence(&identity, conn),
+            MeshMsg::Gone { identity, conn } => {
+                let mut p = self.presence.borrow_mut();
+                if p.get(&identity) == Some(&conn) {
+                    p.remove(&identity);
+                }
+            }
+            MeshMsg::Replace { conn } => self.kick(conn),
+            MeshMsg::Deliver { conn, cmd, reply } => self.deliver_to_conn(conn, cmd, reply),
+        }
+        None
+    }
+
+    /// Tells every hosted connection to close with 1001.
+    pub fn drain_all(&self) {
+        for tx in self.conns.borrow().values() {
+            let _ = tx.unbounded_send(ConnCmd::Drain);
+        }
+    }
+}
+
+/// The message inside a failed channel send, when glommio hands it back.
+fn returned<T>(e: glommio::GlommioError<T>) -> Option<T> {
+    use glommio::{GlommioError, ResourceType};
+    match e {
+        GlommioError::WouldBlock(ResourceType::Channel(m))
+        | GlommioError::Closed(ResourceType::Channel(m)) => Some(m),
+        _ => None,
+    }
+}
