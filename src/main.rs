@@ -31,7 +31,7 @@ enum Cmd {
 }
 
 fn load_config(args: &ConfigArgs) -> Result<Config, aegis_gateway::config::ConfigErrors> {
-    let config = Config::from_vars(std::env::vars().chain(args.overrides()))?;
+    let config = Config::from_env_with(args.overrides())?;
     config.validate()?;
     Ok(config)
 }
