@@ -1,0 +1,25 @@
+//! Sans-IO protocol pieces (PROTOCOL.md): bytes and values in, values and bytes out. No
+//! sockets, no runtime, no clock reads (time is a parameter).
+//!
+//! - [`upgrade`]: the HTTP/1.1 WebSocket upgrade request (§1) and its responses.
+//! - [`envelope`]: the JSON envelope of every frame (§2), parsed in place with simd-json.
+//! - [`payloads`]: the handshake and error payload JSON (§4, §6, §7), base64 and id helpers.
+//! - [`sigstr`]: every signed string and AEAD associated data (§2, §4, §5, §6).
+//! - [`channel`]: channel names (§7).
+//! - [`error`]: error kinds, their codes, and WebSocket close codes (§7).
+
+pub mod channel;
+pub mod envelope;
+pub mod error;
+pub mod payloads;
+pub mod sigstr;
+pub mod upgrade;
+
+pub use channel::{AgentKind, BackendKind, Channel, ChannelError};
+pub use envelope::{Envelope, EnvelopeError, MsgType};
+pub use error::ErrorKind;
+pub use payloads::{
+    AuthRequest, AuthResponse, ErrorPayload, PayloadError, RegistrationChallenge,
+    RegistrationComplete, RegistrationRequest, RegistrationResult,
+};
+pub use upgrade::{Parsed, UpgradeError, UpgradeRequest};
