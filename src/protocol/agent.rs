@@ -161,7 +161,7 @@ impl Agent {
                     nonce: nonce_b64,
                     v: None,
                     kx: None,
-                    signature: b64(&self.key.sign(s.as_bytes())),
+                    signature: b64(&self.key.sign(&s)),
                 }
             }
             Profile::V2 => {
@@ -176,7 +176,7 @@ impl Agent {
                     nonce: nonce_b64,
                     v: Some(2),
                     kx: Some(kx),
-                    signature: b64(&self.key.sign(s.as_bytes())),
+                    signature: b64(&self.key.sign(&s)),
                 }
             }
         };
@@ -229,7 +229,7 @@ impl Agent {
                         r.expires_at,
                     );
                     let sig = decode_b64_exact::<64>(sig).ok_or(AgentError::BadSignature)?;
-                    if !verify::verify(gw, signed.as_bytes(), &sig) {
+                    if !verify::verify(gw, &signed, &sig) {
                         return Err(AgentError::BadSignature);
                     }
                 }
@@ -271,7 +271,7 @@ impl Agent {
                     payload: b64(body),
                     timestamp,
                     nonce: Some(GO_AGENT_NONCE.to_string()),
-                    signature: Some(b64(&self.key.sign(s.as_bytes()))),
+                    signature: Some(b64(&self.key.sign(&s))),
                     headers,
                 };
                 Ok(Self::go_json(&e))
@@ -393,7 +393,7 @@ impl Agent {
                         .as_deref()
                         .and_then(decode_b64_exact::<64>)
                         .ok_or(AgentError::BadSignature)?;
-                    if !verify::verify(&gw, s.as_bytes(), &sig) {
+                    if !verify::verify(&gw, &s, &sig) {
                         return Err(AgentError::BadSignature);
                     }
                 }
@@ -408,7 +408,7 @@ impl Agent {
                     .decode(e.payload.as_bytes())
                     .map_err(|_| AgentError::Decrypt)?;
                 let n = rx
-                    .open_in_place(&aead::v2_nonce(seq), aad.as_bytes(), &mut buf)
+                    .open_in_place(&aead::v2_nonce(seq), &aad, &mut buf)
                     .map_err(|_| AgentError::Decrypt)?
                     .len();
                 buf.truncate(n);
@@ -469,7 +469,7 @@ impl Agent {
             .as_deref()
             .and_then(decode_b64_exact::<64>)
             .ok_or(AgentError::BadSignature)?;
-        if verify::verify(gw, s.as_bytes(), &sig) {
+        if verify::verify(gw, &s, &sig) {
             Ok(())
         } else {
             Err(AgentError::BadSignature)

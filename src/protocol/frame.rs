@@ -26,7 +26,7 @@ pub fn plain(
 ) -> Envelope {
     let nonce = b64(&random::bytes::<12>());
     let signed = sigstr::gateway_msg(&id, msg_type.as_str(), &channel, timestamp, &nonce, &payload);
-    let signature = b64(&key.sign(signed.as_bytes()));
+    let signature = b64(&key.sign(&signed));
     Envelope {
         id,
         msg_type,
@@ -56,7 +56,7 @@ pub fn v1_encrypted(
     let nonce = b64(&nonce_bytes);
     let payload = b64(&buf);
     let signed = sigstr::gateway_msg(&id, msg_type.as_str(), &channel, timestamp, &nonce, &payload);
-    let signature = b64(&key.sign(signed.as_bytes()));
+    let signature = b64(&key.sign(&signed));
     Envelope {
         id,
         msg_type,
@@ -93,7 +93,7 @@ pub fn sealed(
     let mut buf = Vec::with_capacity(plaintext.len() + 16);
     buf.extend_from_slice(plaintext);
     s.aead
-        .seal_in_place(&aead::v2_nonce(s.seq), aad.as_bytes(), &mut buf);
+        .seal_in_place(&aead::v2_nonce(s.seq), &aad, &mut buf);
     let payload = b64(&buf);
     let nonce = b64(&random::bytes::<16>());
     let signed = sigstr::v2_msg(
@@ -105,7 +105,7 @@ pub fn sealed(
         s.seq,
         &payload,
     );
-    let signature = b64(&s.signer.sign(signed.as_bytes()));
+    let signature = b64(&s.signer.sign(&signed));
     let mut headers = Vec::with_capacity(1 + extra_headers.len());
     headers.push(("seq".to_string(), s.seq.to_string()));
     headers.extend(extra_headers);

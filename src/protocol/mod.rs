@@ -7,17 +7,25 @@
 //! - [`sigstr`]: every signed string and AEAD associated data (§2, §4, §5, §6).
 //! - [`channel`]: channel names (§7).
 //! - [`error`]: error kinds, their codes, and WebSocket close codes (§7).
+//! - [`frame`]: building the frames the gateway sends (plain, v1-encrypted, v2-sealed).
+//! - [`replay`]: the M1 nonce replay cache.
+//! - [`session`]: the per-connection state machine (§3–§7).
+//! - [`agent`]: the agent side (tests, loadgen).
 
+pub mod agent;
 pub mod channel;
 pub mod envelope;
 pub mod error;
+pub mod frame;
 pub mod payloads;
+pub mod replay;
+pub mod session;
 pub mod sigstr;
 pub mod upgrade;
 
 pub use channel::{AgentKind, BackendKind, Channel, ChannelError};
 pub use envelope::{Envelope, EnvelopeError, MsgType};
-pub use error::ErrorKind;
+pub use error::{close, ErrorKind};
 pub use payloads::{
     AuthRequest, AuthResponse, ErrorPayload, PayloadError, RegistrationChallenge,
     RegistrationComplete, RegistrationRequest, RegistrationResult,

@@ -133,7 +133,7 @@ impl Session {
         };
         let job = VerifyJob {
             public: pk,
-            msg: signed.into_bytes(),
+            msg: signed,
             sig,
         };
         Ok((
@@ -218,7 +218,7 @@ impl Session {
                     &session_token,
                     exp,
                 );
-                let signature = b64(&env.key.sign(signed.as_bytes()));
+                let signature = b64(&env.key.sign(&signed));
                 AuthResponse {
                     success: true,
                     session_token,

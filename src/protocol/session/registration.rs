@@ -82,7 +82,7 @@ impl Session {
             request: req,
             agent_id: self.ident.clone(),
             nonce: b64(&nonce),
-            server_time: rfc3339(now_s),
+            server_time: crate::protocol::payloads::server_time(now_s),
             expires_at: now_s + env.limits.registration_ttl_s,
         };
         let challenge = RegistrationChallenge {
@@ -222,30 +222,4 @@ impl Session {
         self.soft_error(env, out, ErrorKind::RegistrationFailed, message, now_ms);
         self.end_handshake(out);
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (UTC), without a date crate.
-pub fn rfc3339(unix_s: i64) -> String {
-    let days = unix_s.div_euclid(86_400);
-    let secs = unix_s.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        y,
-        m,
-        d,
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
 }

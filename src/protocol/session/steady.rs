@@ -98,7 +98,7 @@ impl Session {
                 );
                 let job = VerifyJob {
                     public: self.upgrade.public_key,
-                    msg: signed.into_bytes(),
+                    msg: signed,
                     sig,
                 };
                 self.deferred = Some(Deferred::Msg(Box::new(PendingMsg {
@@ -138,7 +138,7 @@ impl Session {
                         let signed = sigstr::v1_msg(&self.ident, &pk, e.timestamp, nonce);
                         let job = VerifyJob {
                             public: self.upgrade.public_key,
-                            msg: signed.into_bytes(),
+                            msg: signed,
                             sig,
                         };
                         self.deferred = Some(Deferred::Msg(Box::new(PendingMsg {
@@ -195,7 +195,7 @@ impl Session {
                     .ok()
                     .and_then(|mut buf| {
                         let n = rx
-                            .open_in_place(&aead::v2_nonce(p.seq), aad.as_bytes(), &mut buf)
+                            .open_in_place(&aead::v2_nonce(p.seq), &aad, &mut buf)
                             .ok()?
                             .len();
                         buf.truncate(n);
