@@ -1,1 +1,3 @@
+//! Aegis Gateway library (this worktree: the store module only).
 
+pub mod store;
