@@ -3,7 +3,7 @@
 //! One [`Store`] is opened per process and cloned into every shard (`Clone + Send + Sync`, an
 //! `Arc` inside). Writes go to fjall's journal and OS buffers at once (cheap, no fsync);
 //! durability comes from [`Store::sync`], which a dedicated committer thread serves for many
-//! callers with one fsync (see [`commit`]). Values are JSON, keys are the ids (see [`codec`]).
+//! callers with one fsync (see [`SyncWaiter`]). Values are JSON, keys are the ids (see [`codec`]).
 //!
 //! Read-modify-write operations on one record (replace an agent, update `last_seen`, revoke,
 //! take a registration) are serialized by a small array of striped mutexes held only across
