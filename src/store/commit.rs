@@ -1,0 +1,353 @@
+//! Group commit: one dedicated thread makes writes durable for many waiters with one fsync.
+//!
+//! Callers (executor tasks or plain threads) send a oneshot reply sender over a crossbeam
+//! channel. The committer thread blocks for one request, drains every other pending request,
+//! syncs the journal once and answers them all. N concurrent callers share one fsync, and no
+//! executor thread ever runs an fsync.
+//!
+//! fjall's `Database::persist(SyncAll)` runs the fsync while holding the journal writer mutex,
+//! so every insert on an executor would wait behind it. The committer therefore only flushes
+//! the journal's user-space buffer under that mutex (`PersistMode::Buffer`, a quick `write`) and
+//! runs the fsync itself on its own descriptor of the active journal file, outside the mutex
+//! ([`JournalSync`]). If the journal file cannot be found or opened it falls back to
+//! `persist(SyncAll)`, which is always correct, only slower for concurrent writers.
+
+use super::StoreError;
+use crossbeam_channel::{Receiver, Sender};
+use fjall::{Database, PersistMode};
+use futures_channel::oneshot;
+use std::{
+    fs::File,
+    future::Future,
+    io,
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    thread::JoinHandle,
+};
+
+/// Where the committer sends the outcome of one sync request.
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// Counters kept by the committer thread.
+#[derive(Debug, Default)]
+struct Counters {
+    fsyncs: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// Handle on the committer thread; dropping it stops and joins the thread.
+pub(crate) struct Committer {
+    tx: Option<Sender<Reply>>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Committer {
+    /// Starts the committer thread for `db`, whose files live in `dir`. With a `gate`, the
+    /// thread waits for it to yield (or disconnect) before serving requests: tests use it to
+    /// queue requests deterministically.
+    pub(crate) fn spawn(
+        db: Database,
+        dir: &Path,
+        gate: Option<Receiver<()>>,
+    ) -> Result<Self, StoreError> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Reply>();
+        let counters = Arc::new(Counters::default());
+        let syncer = JournalSync::open(dir);
+        let thread_counters = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("aegis-committer".into())
+            .spawn(move || {
+                if let Some(gate) = gate {
+                    let _ = gate.recv();
+                }
+                run(&db, &rx, &thread_counters, syncer);
+            })
+            .map_err(StoreError::SpawnCommitter)?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Queues a sync request; the returned future resolves once it is served.
+    pub(crate) fn request(&self) -> SyncWaiter {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.as_ref().map(|tx| tx.send(reply)) {
+            Some(Ok(())) => SyncWaiter {
+                state: WaiterState::Pending(rx),
+            },
+            _ => SyncWaiter {
+                state: WaiterState::Done(Some(StoreError::CommitterGone)),
+            },
+        }
+    }
+
+    /// `(fsyncs done, requests served)` so far.
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        (
+            self.counters.fsyncs.load(Ordering::Acquire),
+            self.counters.requests.load(Ordering::Acquire),
+        )
+    }
+
+    /// Number of requests waiting in the channel (test support).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.as_ref().map_or(0, Sender::len)
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Disconnect the channel: the thread finishes the batch it holds (at most one fsync)
+        // and exits; joining makes sure its database handle is released before we return.
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("store committer thread panicked");
+            }
+        }
+    }
+}
+
+/// The committer loop: one request, then everything else pending, one sync, answer all.
+fn run(db: &Database, rx: &Receiver<Reply>, counters: &Counters, mut syncer: JournalSync) {
+    let mut batch: Vec<Reply> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        batch.extend(rx.try_iter());
+        let outcome = syncer.sync(db).map_err(Arc::new);
+        counters.fsyncs.fetch_add(1, Ordering::AcqRel);
+        counters
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::AcqRel);
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, waiters = batch.len(), "store sync failed");
+        }
+        for reply in batch.drain(..) {
+            // A waiter that gave up (dropped its future) is not an error.
+            let _ = reply.send(outcome.clone().map_err(StoreError::Sync));
+        }
+    }
+}
+
+/// Future returned by [`Store::sync`](super::Store::sync): resolves once every write made
+/// before the call is on disk. `Send`, `Unpin`; woken from the committer thread.
+#[must_use = "a sync does nothing unless awaited"]
+#[derive(Debug)]
+pub struct SyncWaiter {
+    state: WaiterState,
+}
+
+#[derive(Debug)]
+enum WaiterState {
+    Pending(oneshot::Receiver<Result<(), StoreError>>),
+    Done(Option<StoreError>),
+}
+
+impl Future for SyncWaiter {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            WaiterState::Pending(rx) => match Pin::new(rx).poll(cx) {
+                Poll::Ready(Ok(outcome)) => Poll::Ready(outcome),
+                Poll::Ready(Err(oneshot::Canceled)) => Poll::Ready(Err(StoreError::CommitterGone)),
+                Poll::Pending => Poll::Pending,
+            },
+            WaiterState::Done(err) => match err.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Ready(Err(StoreError::CommitterGone)),
+            },
+        }
+    }
+}
+
+/// Syncs fjall's journal with the fsync outside fjall's journal mutex.
+///
+/// Relies on fjall 3.1's journal layout (`src/journal/writer.rs`, `db.rs`): journals are
+/// `<db dir>/<id>.jnl`, the active one has the highest id, and a rotation (under the journal
+/// mutex) first fsyncs the old journal, then creates `<id+1>.jnl` and fsyncs the directory.
+/// So after a `persist(Buffer)`, fsyncing the highest-numbered journal covers every write made
+/// before: a write either sits in that journal, or in an older one that its rotation synced.
+struct JournalSync {
+    dir: PathBuf,
+    active: Option<(u64, File)>,
+    /// Set after an fsync error: the kernel may have dropped the dirty pages, so a later
+    /// "successful" fsync would prove nothing. Every later sync fails (like fjall's poisoning).
+    failed: bool,
+}
+
+impl JournalSync {
+    fn open(dir: &Path) -> Self {
+        let active = match newest_journal(dir) {
+            Ok(Some(id)) => File::open(journal_path(dir, id)).ok().map(|f| (id, f)),
+            _ => None,
+        };
+        if active.is_none() {
+            tracing::warn!(dir = %dir.display(), "fjall journal not found; group commit falls back to persist(SyncAll)");
+        }
+        Self {
+            dir: dir.to_path_buf(),
+            active,
+            failed: false,
+        }
+    }
+
+    /// Makes every write made before this call durable.
+    fn sync(&mut self, db: &Database) -> Result<(), fjall::Error> {
+        if self.failed {
+            return Err(fjall::Error::Poisoned);
+        }
+        // Flush fjall's user-space buffer (a write syscall) under its mutex; this also waits
+        // for any journal rotation in progress.
+        db.persist(PersistMode::Buffer)?;
+        match self.fsync_active() {
+            Ok(true) => Ok(()),
+            Ok(false) => db.persist(PersistMode::SyncAll),
+            Err(e) => {
+                self.failed = true;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Fsyncs the newest journal. `Ok(false)` when there is no journal to track (fallback).
+    fn fsync_active(&mut self) -> io::Result<bool> {
+        if let Err(e) = self.advance() {
+            // Could not open a newer journal: from now on fjall syncs it, under its mutex.
+            tracing::warn!(error = %e, "cannot open the new fjall journal; group commit falls back to persist(SyncAll)");
+            self.active = None;
+        }
+        match &self.active {
+            Some((_, file)) => file.sync_all().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Moves to `<id+1>.jnl` for as long as such a file exists (journal rotations).
+    fn advance(&mut self) -> io::Result<()> {
+        while let Some((id, _)) = &self.active {
+            let next = id.saturating_add(1);
+            match File::open(journal_path(&self.dir, next)) {
+                Ok(file) => self.active = Some((next, file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn active_id(&self) -> Option<u64> {
+        self.active.as_ref().map(|(id, _)| *id)
+    }
+}
+
+fn journal_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id}.jnl"))
+}
+
+/// Highest `<id>.jnl` in `dir`, if any.
+fn newest_journal(dir: &Path) -> io::Result<Option<u64>> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".jnl"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(id) = id {
+            newest = newest.max(Some(id));
+        }
+    }
+    Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjall::KeyspaceCreateOptions;
+
+    #[test]
+    fn tracker_starts_at_newest_journal_and_follows_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["1.jnl", "3.jnl", "lock", "10.txt"] {
+            File::create(dir.path().join(name)).unwrap();
+        }
+        let mut sync = JournalSync::open(dir.path());
+        assert_eq!(sync.active_id(), Some(3));
+        File::create(dir.path().join("4.jnl")).unwrap();
+        File::create(dir.path().join("5.jnl")).unwrap();
+        assert!(sync.fsync_active().unwrap());
+        assert_eq!(sync.active_id(), Some(5));
+    }
+
+    #[test]
+    fn tracker_without_journal_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sync = JournalSync::open(dir.path());
+        assert_eq!(sync.active_id(), None);
+        assert!(!sync.fsync_active().unwrap());
+    }
+
+    #[test]
+    fn tracked_journal_is_the_file_fjall_writes() {
+        // Guards the layout assumption: if fjall moves its journal, this fails.
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path())
+            .worker_threads(1)
+            .open()
+            .unwrap();
+        let ks = db
+            .keyspace("probe", KeyspaceCreateOptions::default)
+            .unwrap();
+        let mut sync = JournalSync::open(dir.path());
+        let id = sync.active_id().expect("fjall journal found");
+        ks.insert("marker-7f3a9c", "value-e41b").unwrap();
+        sync.sync(&db).unwrap();
+        let bytes = std::fs::read(journal_path(dir.path(), id)).unwrap();
+        let found = bytes.windows(13).any(|w| w == b"marker-7f3a9c");
+        assert!(found, "written key not found in the tracked journal");
+    }
+
+    #[test]
+    fn waiters_queued_before_the_thread_runs_share_one_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path())
+            .worker_threads(1)
+            .open()
+            .unwrap();
+        let (open_gate, gate) = crossbeam_channel::bounded::<()>(0);
+        let committer = Committer::spawn(db, dir.path(), Some(gate)).unwrap();
+        let waiters: Vec<SyncWaiter> = (0..200).map(|_| committer.request()).collect();
+        assert_eq!(committer.queued(), 200);
+        drop(open_gate);
+        for w in waiters {
+            futures_lite::future::block_on(w).unwrap();
+        }
+        let (fsyncs, requests) = committer.stats();
+        assert_eq!(requests, 200);
+        assert!(fsyncs < requests, "fsyncs={fsyncs} requests={requests}");
+    }
+
+    #[test]
+    fn request_after_thread_is_gone_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path())
+            .worker_threads(1)
+            .open()
+            .unwrap();
+        let mut committer = Committer::spawn(db, dir.path(), None).unwrap();
+        drop(committer.tx.take());
+        let r = futures_lite::future::block_on(committer.request());
+        assert!(matches!(r, Err(StoreError::CommitterGone)));
+    }
+}

@@ -1,0 +1,316 @@
+//! Persistence on fjall: agents, their host index, pending registrations, and group commit.
+//!
+//! One [`Store`] is opened per process and cloned into every shard (`Clone + Send + Sync`, an
+//! `Arc` inside). Writes go to fjall's journal and OS buffers at once (cheap, no fsync);
+//! durability comes from [`Store::sync`], which a dedicated committer thread serves for many
+//! callers with one fsync (see [`SyncWaiter`]). Values are JSON, keys are the ids (see [`codec`]).
+//!
+//! Read-modify-write operations on one record (replace an agent, update `last_seen`, revoke,
+//! take a registration) are serialized by a small array of striped mutexes held only across
+//! the read and the buffered write, never across an fsync.
+
+mod agents;
+pub mod codec;
+mod commit;
+mod registrations;
+
+pub use agents::{AgentRecord, MAX_LIST_LIMIT, MAX_UIDS_PER_HOST};
+pub use commit::SyncWaiter;
+pub use registrations::Registration;
+
+use commit::Committer;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use std::{
+    path::{Path, PathBuf},
+    sync::{atomic::AtomicU64, Arc, Mutex, MutexGuard, PoisonError},
+};
+
+/// Errors of the store. Who is at fault: `InvalidKey`/`TooLarge` are the caller's (input that
+/// cannot be stored); `Decode`/`CorruptKey` mean damaged data on disk; the rest are local IO.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// fjall failed.
+    #[error("storage error while {context}: {source}")]
+    Fjall {
+        /// What the store was doing.
+        context: &'static str,
+        /// fjall's error.
+        source: fjall::Error,
+    },
+    /// A record could not be encoded as JSON.
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// Record kind.
+        what: &'static str,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
+    /// A stored record is not valid JSON for its type.
+    #[error("corrupt {what} record under key {key:?}: {source}")]
+    Decode {
+        /// Record kind.
+        what: &'static str,
+        /// The key, printable and truncated.
+        key: String,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
+    /// A stored key does not have the expected layout.
+    #[error("corrupt key {key:?} in keyspace {keyspace}")]
+    CorruptKey {
+        /// Keyspace name.
+        keyspace: &'static str,
+        /// The key, printable and truncated.
+        key: String,
+    },
+    /// A key part (uid, host_id, registration id) cannot be stored.
+    #[error("invalid {field}: {reason}")]
+    InvalidKey {
+        /// Which field.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An encoded record exceeds [`codec::MAX_VALUE_LEN`].
+    #[error("{what} record is {len} bytes, more than {max}")]
+    TooLarge {
+        /// Record kind.
+        what: &'static str,
+        /// Encoded size.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The group-commit sync failed; writes since the last good sync may not be durable.
+    #[error("sync to disk failed: {0}")]
+    Sync(#[source] Arc<fjall::Error>),
+    /// The committer thread is gone (store shutting down).
+    #[error("the store's committer thread is gone")]
+    CommitterGone,
+    /// The committer thread could not be started.
+    #[error("cannot start the store's committer thread: {0}")]
+    SpawnCommitter(#[source] std::io::Error),
+}
+
+/// Adds context to fjall results.
+pub(crate) trait FjallContext<T> {
+    /// Maps a fjall error into [`StoreError::Fjall`] with `context`.
+    fn ctx(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> FjallContext<T> for Result<T, fjall::Error> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Fjall { context, source })
+    }
+}
+
+/// Tuning of the underlying fjall database.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// fjall background threads (flush and compaction share them). Default = 1: the shards
+    /// are pinned to the cores; one worker is enough for our write rates. Values < 1 mean 1.
+    pub worker_threads: usize,
+    /// Block cache, in bytes. Default = 32 MiB.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            worker_threads: 1,
+            cache_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Raw keyspace handles, for the modules that build on the store (queue, messages, channels,
+/// events are created empty here and filled by later modules).
+#[derive(Clone)]
+pub struct Keyspaces {
+    /// `agent_uid` → [`AgentRecord`] JSON.
+    pub agents: Keyspace,
+    /// `host_id ‖ 0x00 ‖ agent_uid` → empty.
+    pub agents_by_host: Keyspace,
+    /// `registration_id` → [`Registration`] JSON.
+    pub registrations: Keyspace,
+    /// Durable command queue (`agent_uid ‖ seq BE`).
+    pub queue: Keyspace,
+    /// `message_id` → queue key.
+    pub messages: Keyspace,
+    /// `agent_uid ‖ channel` → channel state.
+    pub channels: Keyspace,
+    /// `channel ‖ seq` → recent agent event.
+    pub events: Keyspace,
+}
+
+/// The gateway's persistent state. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    ks: Keyspaces,
+    locks: KeyLocks,
+    agent_count: AtomicU64,
+    /// Dropped last: joins the committer thread, which holds the last other database handle.
+    committer: Committer,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with default [`StoreOptions`].
+    ///
+    /// # Errors
+    /// The directory cannot be created, fjall cannot open or recover it (e.g. another process
+    /// holds it), or the committer thread cannot start.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir` with explicit options.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        Self::open_inner(dir, options, None)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        options: &StoreOptions,
+        gate: Option<crossbeam_channel::Receiver<()>>,
+    ) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let db = Database::builder(dir)
+            .worker_threads(options.worker_threads.max(1))
+            .cache_size(options.cache_bytes)
+            .open()
+            .ctx("opening the database")?;
+        let open = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .ctx("opening a keyspace")
+        };
+        let ks = Keyspaces {
+            agents: open("agents")?,
+            agents_by_host: open("agents_by_host")?,
+            registrations: open("registrations")?,
+            queue: open("queue")?,
+            messages: open("messages")?,
+            channels: open("channels")?,
+            events: open("events")?,
+        };
+        let agent_count = ks.agents.len().ctx("counting agents")? as u64;
+        let committer = Committer::spawn(db.clone(), dir, gate)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                ks,
+                locks: KeyLocks::new(),
+                agent_count: AtomicU64::new(agent_count),
+                committer,
+            }),
+        })
+    }
+
+    /// Resolves once every write made before this call is durable (journal fsynced).
+    /// Concurrent calls share one fsync, which runs on the committer thread, never on the
+    /// caller's. The future is `Send` and may be awaited on any executor.
+    pub fn sync(&self) -> SyncWaiter {
+        self.inner.committer.request()
+    }
+
+    /// [`Store::sync`] for non-async callers: blocks the calling thread until durable.
+    /// Never call it on an executor thread.
+    ///
+    /// # Errors
+    /// [`StoreError::Sync`] if the fsync failed, [`StoreError::CommitterGone`] at shutdown.
+    pub fn sync_blocking(&self) -> Result<(), StoreError> {
+        futures_lite::future::block_on(self.sync())
+    }
+
+    /// `(fsyncs done, sync requests served)` by the committer since open.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.inner.committer.stats()
+    }
+
+    /// Raw keyspace handles, for modules that build on the store.
+    pub fn keyspaces(&self) -> &Keyspaces {
+        &self.inner.ks
+    }
+
+    /// The fjall database (write batches across keyspaces).
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+}
+
+/// Striped mutexes serializing read-modify-write of one key. 64 stripes keep contention
+/// negligible; a stripe is held for a point read and a buffered write, never across IO waits.
+struct KeyLocks {
+    stripes: [Mutex<()>; 64],
+}
+
+/// Lock domains, so equal keys of different record kinds do not share a stripe needlessly.
+#[derive(Clone, Copy)]
+enum LockDomain {
+    Agent = 1,
+    Registration = 2,
+}
+
+impl KeyLocks {
+    fn new() -> Self {
+        Self {
+            stripes: std::array::from_fn(|_| Mutex::new(())),
+        }
+    }
+
+    fn lock(&self, domain: LockDomain, key: &str) -> MutexGuard<'_, ()> {
+        // FNV-1a over the domain tag and the key.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in std::iter::once(domain as u8).chain(key.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let stripe = &self.stripes[(h % 64) as usize];
+        // The guarded data is `()`: a panic elsewhere cannot leave it inconsistent.
+        stripe.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Hex SHA-256 of a bootstrap token (what the agents keyspace stores).
+pub fn hash_token(token: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+/// Whether `presented` hashes to `stored_hex`, comparing the two digests in constant time
+/// (no early exit). A malformed `stored_hex` never matches.
+pub fn token_matches(stored_hex: &str, presented: &str) -> bool {
+    let mut stored = [0u8; 32];
+    if hex::decode_to_slice(stored_hex, &mut stored).is_err() {
+        return false;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, presented.as_bytes());
+    let diff = stored
+        .iter()
+        .zip(digest.as_ref())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    // Keep the fold from being turned into an early-exit comparison.
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests;
