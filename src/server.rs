@@ -13,6 +13,14 @@ pub enum ServeError {
     /// Key files.
     #[error("gateway key: {0}")]
     Key(#[from] keys::KeyError),
+    /// The configured public key is not the private key's.
+    #[error("AUTH_PUBLIC_KEY_PATH {public} is not the public key of AUTH_PRIVATE_KEY_PATH {private}")]
+    KeyMismatch {
+        /// Private key file.
+        private: PathBuf,
+        /// Public key file.
+        public: PathBuf,
+    },
     /// Data directory.
     #[error("store at {path}: {source}")]
     Store {
@@ -28,13 +36,13 @@ pub enum ServeError {
 
 /// The gateway's long-term key: from `AUTH_PRIVATE_KEY_PATH`, else `DATA_DIR/keys/private.pem`,
 /// generated there on first start (development). Returns the key and whether it was generated.
-pub fn gateway_key(config: &Config) -> Result<(SigningKey, bool), keys::KeyError> {
+pub fn gateway_key(config: &Config) -> Result<(SigningKey, bool), ServeError> {
     if let Some(path) = &config.auth_private_key_path {
         let key = keys::load_private(path)?;
         if let Some(pub_path) = &config.auth_public_key_path {
             let public = keys::load_public(pub_path)?;
             if public != key.public() {
-                return Err(keys::KeyError::Mismatch {
+                return Err(ServeError::KeyMismatch {
                     private: path.clone(),
                     public: pub_path.clone(),
                 });

@@ -5,7 +5,7 @@ use super::control::{Command, DeliverError, DeliverReply, DeliveryOutcome};
 use super::presence::{ConnCmd, ShardCtx};
 use super::now_ms;
 use crate::protocol::close;
-use crate::protocol::session::{Action, Env, KnownAgent, Session};
+use crate::protocol::session::{Action, KnownAgent, Session};
 use crate::protocol::upgrade::{self, Parsed, UpgradeRequest};
 use crate::protocol::ErrorKind;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -139,14 +139,6 @@ enum Event {
 type Reason = &'static str;
 
 impl Conn {
-    fn env(&self) -> Env<'_> {
-        Env {
-            key: &self.ctx.shared.key,
-            limits: &self.ctx.shared.limits,
-            nonces: &self.ctx.shared.nonces,
-        }
-    }
-
     async fn run(&mut self) -> Reason {
         let cfg = &self.ctx.shared.config;
         let ping_every = cfg.ping_interval;
@@ -205,7 +197,8 @@ impl Conn {
                 Event::Cmd(Some(cmd)) => match cmd {
                     ConnCmd::Replace => {
                         let now = now_ms();
-                        let env = self.env();
+                        let ctx = Rc::clone(&self.ctx);
+        let env = ctx.env();
                         self.session.terminate(&env, ErrorKind::Replaced, now)
                     }
                     ConnCmd::Drain => {
@@ -226,7 +219,8 @@ impl Conn {
                 },
                 Event::Tick => {
                     let now = now_ms();
-                    let env = self.env();
+                    let ctx = Rc::clone(&self.ctx);
+        let env = ctx.env();
                     self.session.tick(&env, now)
                 }
             };
@@ -239,13 +233,15 @@ impl Conn {
     /// Feeds a frame to the session, running its signature check through the shard batcher.
     async fn on_frame(&mut self, buf: &mut [u8]) -> Vec<Action> {
         let now = now_ms();
-        let env = self.env();
+        let ctx = Rc::clone(&self.ctx);
+        let env = ctx.env();
         let step = self.session.on_frame(&env, buf, now);
         let mut actions = step.actions;
         if let Some(job) = step.verify {
             let ok = self.ctx.batcher.verify(job).await;
             let now = now_ms();
-            let env = self.env();
+            let ctx = Rc::clone(&self.ctx);
+        let env = ctx.env();
             actions.extend(self.session.on_verified(&env, ok, now));
         }
         actions
@@ -294,7 +290,8 @@ impl Conn {
                         }
                     };
                     let now = now_ms();
-                    let env = self.env();
+                    let ctx = Rc::clone(&self.ctx);
+        let env = ctx.env();
                     queue.extend(self.session.on_agent_committed(&env, ok, now));
                 }
                 Action::Registered { old_identity, uid } => {
@@ -331,11 +328,8 @@ impl Conn {
 
     async fn write_command(&mut self, cmd: Command, reply: DeliverReply) {
         let now = now_ms();
-        let env = Env {
-            key: &self.ctx.shared.key,
-            limits: &self.ctx.shared.limits,
-            nonces: &self.ctx.shared.nonces,
-        };
+        let ctx = Rc::clone(&self.ctx);
+        let env = ctx.env();
         let frame = self.session.command_frame(
             &env,
             &cmd.message_id,

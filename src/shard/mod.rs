@@ -11,7 +11,6 @@ mod batch;
 mod conn;
 mod control;
 mod listener;
-mod mesh;
 mod presence;
 mod sys;
 

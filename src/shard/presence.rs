@@ -79,6 +79,15 @@ impl ShardCtx {
         })
     }
 
+    /// What a session needs from the shard.
+    pub fn env(&self) -> crate::protocol::session::Env<'_> {
+        crate::protocol::session::Env {
+            key: &self.shared.key,
+            limits: &self.shared.limits,
+            nonces: &self.shared.nonces,
+        }
+    }
+
     /// Registers a hosted connection; returns its id.
     pub fn add_conn(&self, tx: mpsc::UnboundedSender<ConnCmd>) -> u64 {
         let n = self.next_conn.get() + 1;

@@ -52,12 +52,14 @@ impl Pair {
         }
     }
 
-    fn env(&self) -> Env<'_> {
-        Env {
+    /// Runs `f` with the session and its environment (disjoint borrows of the pair).
+    fn with<R>(&mut self, f: impl FnOnce(&mut Session, &Env<'_>, i64) -> R) -> R {
+        let env = Env {
             key: &self.gw,
             limits: &self.limits,
             nonces: &self.nonces,
-        }
+        };
+        f(&mut self.session, &env, self.now)
     }
 
     /// Feeds a frame, performing the signature check like the runtime does.
@@ -76,6 +78,13 @@ impl Pair {
             out.extend(self.session.on_verified(&env, ok, now));
         }
         out
+    }
+
+    /// Builds a frame with the agent and feeds it.
+    fn feed_agent(&mut self, f: impl FnOnce(&mut Agent, i64) -> String) -> Vec<Action> {
+        let ts = self.ts();
+        let frame = f(&mut self.agent, ts);
+        self.feed(&frame)
     }
 
     fn ts(&self) -> i64 {
@@ -115,8 +124,7 @@ impl Pair {
             })
             .expect("CommitAgent");
         assert_eq!(new.request.host_id, "host-1");
-        let env = self.env();
-        let actions = self.session.on_agent_committed(&env, true, self.now);
+        let actions = self.with(|s, env, now| s.on_agent_committed(env, true, now));
         let r3 = sends(&actions);
         assert_eq!(r3.len(), 1);
         let opened = self.agent.open(r3[0].as_bytes()).unwrap();
@@ -191,10 +199,8 @@ fn v1_full_handshake_then_command() {
     assert!(actions.iter().any(|a| matches!(a, Action::Heartbeat)));
     let (uid, _) = p.register();
     assert_eq!(p.session.ident(), uid);
-    let env = p.env();
     let frame = p
-        .session
-        .command_frame(&env, "cmd-1", BackendKind::Policies, MsgType::Request, br#"{"rule":"deny"}"#, p.now)
+        .with(|s, env, now| s.command_frame(env, "cmd-1", BackendKind::Policies, MsgType::Request, br#"{"rule":"deny"}"#, now))
         .unwrap();
     let opened = p.agent.open(frame.as_bytes()).unwrap();
     assert_eq!(opened.envelope.channel, "backend.policies", "v1 channel rewrite");
@@ -217,10 +223,8 @@ fn v2_full_handshake_then_sealed_command_and_ack() {
     let hb = p.agent.heartbeat(p.ts()).unwrap();
     assert!(p.feed(&hb).iter().any(|a| matches!(a, Action::Heartbeat)));
     let (uid, _) = p.register();
-    let env = p.env();
     let frame = p
-        .session
-        .command_frame(&env, "cmd-9", BackendKind::Investigations, MsgType::Request, br#"{"q":1}"#, p.now)
+        .with(|s, env, now| s.command_frame(env, "cmd-9", BackendKind::Investigations, MsgType::Request, br#"{"q":1}"#, now))
         .unwrap();
     let opened = p.agent.open(frame.as_bytes()).unwrap();
     assert_eq!(opened.envelope.channel, format!("backend.{uid}.investigations"));
@@ -375,14 +379,14 @@ fn channel_rules() {
     for profile in [Profile::V1, Profile::V2] {
         let mut p = steady(profile);
         let own = format!("agent.{}.threats", p.agent.ident());
-        let actions = p.feed(&p.agent.message(&own, MsgType::Event, br#"{"t":1}"#, p.ts(), vec![]).unwrap());
+        let actions = p.feed_agent(|a, ts| a.message(&own, MsgType::Event, br#"{"t":1}"#, ts, vec![]).unwrap());
         assert!(actions.iter().any(|a| matches!(a, Action::Inbound { body, .. } if body == r#"{"t":1}"#)));
         let other = p.agent.message("agent.someone-else.threats", MsgType::Event, b"{}", p.ts(), vec![]).unwrap();
         let actions = p.feed(&other);
         assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "channel_forbidden");
         assert_eq!(close_code(&actions), None);
         let unknown = format!("agent.{}.nope", p.agent.ident());
-        let actions = p.feed(&p.agent.message(&unknown, MsgType::Event, b"{}", p.ts(), vec![]).unwrap());
+        let actions = p.feed_agent(|a, ts| a.message(&unknown, MsgType::Event, b"{}", ts, vec![]).unwrap());
         assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "channel_not_found");
     }
 }
@@ -431,9 +435,8 @@ fn handshake_ends_after_grace_and_errors_are_silent_during_it() {
     let actions = p.feed(&f);
     assert!(sends(&actions).is_empty());
     assert!(actions.iter().any(|a| matches!(a, Action::Rejected(ErrorKind::ChannelForbidden))));
-    let env = p.env();
-    assert!(p.session.tick(&env, T0 + 4_999).is_empty());
-    let actions = p.session.tick(&env, T0 + 5_000);
+    assert!(p.with(|s, env, _| s.tick(env, T0 + 4_999)).is_empty());
+    let actions = p.with(|s, env, _| s.tick(env, T0 + 5_000));
     assert!(actions.iter().any(|a| matches!(a, Action::HandshakeOver)));
 }
 
@@ -442,25 +445,24 @@ fn m4_for_another_registration_fails_and_leaves_it() {
     let mut p = Pair::new(Profile::V1);
     p.authenticate();
     let req = registration_request(&p.agent, "host-1");
-    let r2 = sends(&p.feed(&p.agent.m3(&req, p.ts()).unwrap()))[0].clone();
+    let r2 = sends(&p.feed_agent(|a, ts| a.m3(&req, ts).unwrap()))[0].clone();
     let challenge: RegistrationChallenge = serde_json::from_slice(&p.agent.open(r2.as_bytes()).unwrap().body).unwrap();
     let mut wrong = challenge.clone();
     wrong.registration_id = crypto::random::uuid_v4();
-    let actions = p.feed(&p.agent.m4(&wrong, "host-1", p.ts()).unwrap());
+    let actions = p.feed_agent(|a, ts| a.m4(&wrong, "host-1", ts).unwrap());
     assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "registration_failed");
     assert!(!actions.iter().any(|a| matches!(a, Action::RemoveRegistration(_))));
     // Our own registration still completes afterwards.
-    let actions = p.feed(&p.agent.m4(&challenge, "host-1", p.ts()).unwrap());
+    let actions = p.feed_agent(|a, ts| a.m4(&challenge, "host-1", ts).unwrap());
     assert!(actions.iter().any(|a| matches!(a, Action::CommitAgent(_))));
 }
 
 #[test]
 fn session_expiry_sends_session_expired_and_4009() {
     let mut p = steady(Profile::V2);
-    let env = p.env();
     let exp_ms = p.session.session_expires() * 1000;
-    assert!(p.session.tick(&env, exp_ms - 1).iter().all(|a| !matches!(a, Action::Close(..))));
-    let actions = p.session.tick(&env, exp_ms);
+    assert!(p.with(|s, env, _| s.tick(env, exp_ms - 1)).iter().all(|a| !matches!(a, Action::Close(..))));
+    let actions = p.with(|s, env, _| s.tick(env, exp_ms));
     assert_eq!(close_code(&actions), Some(4009));
     assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "session_expired");
 }
@@ -470,11 +472,10 @@ fn every_gateway_frame_has_eight_fields_and_right_nonce() {
     let mut p = Pair::new(Profile::V1);
     let mut frames = sends(&p.authenticate());
     let req = registration_request(&p.agent, "h");
-    frames.extend(sends(&p.feed(&p.agent.m3(&req, p.ts()).unwrap())));
-    let env = p.env();
+    let m3 = p.agent.m3(&req, p.ts()).unwrap();
+    frames.extend(sends(&p.feed(&m3)));
     frames.push(
-        p.session
-            .command_frame(&env, "c", BackendKind::Threats, MsgType::Event, b"{}", p.now)
+        p.with(|s, env, now| s.command_frame(env, "c", BackendKind::Threats, MsgType::Event, b"{}", now))
             .unwrap(),
     );
     for f in frames {
