@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`random`] | system randomness (ring `SystemRandom`): bytes, URL-safe tokens, UUID v4 |
 //! | [`keys`] | long-term Ed25519 keys: generate, sign, PKCS#8 / SPKI PEM files, key id |
-//! | [`verify`] | Ed25519 verification, single and batched, with one strict rule set |
+//! | [`verify`](mod@verify) | Ed25519 verification, single and batched, with one strict rule set |
 //! | [`aead`] | ChaCha20-Poly1305 (ring) sealing/opening in place, v2 nonce layout |
 //! | [`kdf`] | v1 session key, X25519 ephemeral agreement, HKDF-SHA256, v2 session keys |
 //! | [`token`] | the session token: a hand-written EdDSA JWT |
@@ -13,9 +13,9 @@
 //! Nothing here does network IO or reads the clock: time is an argument (`now`). The only file
 //! system access is reading and writing key files in [`keys`].
 //!
-//! Verification rule (see [`verify`]): RFC 8032 cofactorless equation `[s]B = R + [k]A`, with
-//! canonical encodings of `A` and `R`, `A` and `R` not of small order, and `s < L`; the ring and
-//! dalek back ends and the batch path all apply it.
+//! Verification rule (see the [`verify`](mod@verify) module): RFC 8032 cofactorless equation
+//! `[s]B = R + [k]A`, with canonical encodings of `A` and `R`, `A` and `R` not of small order,
+//! and `s < L`; the ring and dalek back ends and the batch path all apply it.
 #![forbid(unsafe_code)]
 
 pub mod aead;

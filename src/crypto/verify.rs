@@ -1,13 +1,25 @@
 //! Ed25519 signature verification: single and batched, with one rule set for every path.
 //!
-//! **Rule** (what "valid" means here, for [`verify`], [`verify_ring`], [`verify_dalek`] and
-//! [`verify_batch`] alike): the RFC 8032 cofactorless equation `[s]B = R + [k]A`, checked by
-//! recomputing `R` and comparing encodings, plus *strict encodings*:
-//! `A` and `R` canonical (`y < p`, no "negative zero" `x`), neither of small order, and
-//! `s < L`. This is dalek's `verify_strict` with canonical `A` added; ring's check with
-//! canonical `A` and small-order `A`/`R` rejection added. The encoding checks are done here on
-//! the bytes ([`strict_encodings`]) before either back end runs, so both back ends give the
-//! same answer on every input.
+//! **Rule** (what "valid" means for [`verify`], [`verify_ring`], [`verify_dalek`]): the
+//! RFC 8032 cofactorless equation `[s]B = R + [k]A`, checked by recomputing `R` and comparing
+//! encodings, plus *strict encodings*: `A` and `R` canonical (`y < p`, no "negative zero"
+//! `x`), neither of small order, and `s < L`. That is dalek's `verify_strict` with canonical
+//! `A` added, or ring's check with canonical `A` and small-order `A`/`R` rejection added. The
+//! encoding checks are byte comparisons done here ([`strict_encodings`]) before either back
+//! end runs, so both back ends give the same answer on every input.
+//!
+//! **Batch** ([`verify_batch`]): items failing the encoding checks or whose key does not
+//! decode are `false` and never enter the batch; the rest go through dalek's (cofactorless)
+//! batch equation, and on failure each is verified singly. So the batch path gives exactly
+//! the single answer for every input except one case, which no cheap check can catch: a
+//! signature whose `R` (or key `A`) carries a torsion component, so that
+//! `R + [k]A - [s]B` is a non-zero point of order 2, 4 or 8. Single verification rejects it;
+//! the batch accepts it when the transcript-derived 128-bit coefficient of that item kills
+//! the torsion (probability 1/2, 1/4 or 1/8). Only the holder of the private key can make
+//! such a signature (changing `R` changes `k`, so a third party cannot move a valid
+//! signature there), and it can sign the same message validly anyway: no forgery, no
+//! replay beyond what the key holder can do. Closing the gap needs `[L]R` per item
+//! (measured 32 µs, more than batching saves) or a cofactored single check.
 
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 
@@ -123,7 +135,8 @@ pub struct BatchItem<'a> {
 /// Items whose encodings fail [`strict_encodings`] or whose key does not decode are `false`
 /// and kept out of the batch. One remaining item is verified singly; more go through
 /// `ed25519_dalek::verify_batch`, and if that fails each is verified singly, so a bad
-/// signature never makes a good one fail.
+/// signature never makes a good one fail. Results equal [`verify`]'s item by item, except
+/// for key-holder-crafted torsion signatures (see the module doc).
 pub fn verify_batch(items: &[BatchItem<'_>], out: &mut Vec<bool>) {
     out.clear();
     out.resize(items.len(), false);
