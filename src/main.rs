@@ -10,7 +10,11 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "aegis-gateway", version, about = "Gateway for Aegis security agents")]
+#[command(
+    name = "aegis-gateway",
+    version,
+    about = "Gateway for Aegis security agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

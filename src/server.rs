@@ -14,7 +14,9 @@ pub enum ServeError {
     #[error("gateway key: {0}")]
     Key(#[from] keys::KeyError),
     /// The configured public key is not the private key's.
-    #[error("AUTH_PUBLIC_KEY_PATH {public} is not the public key of AUTH_PRIVATE_KEY_PATH {private}")]
+    #[error(
+        "AUTH_PUBLIC_KEY_PATH {public} is not the public key of AUTH_PRIVATE_KEY_PATH {private}"
+    )]
     KeyMismatch {
         /// Private key file.
         private: PathBuf,

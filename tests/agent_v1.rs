@@ -52,7 +52,10 @@ fn go_agent_lifecycle_and_command() {
     c2.send(&hb);
     c2.expect_silence(Duration::from_millis(300));
     // The new connection receives commands.
-    let out = block_on(handle.deliver(&uid, command("m-2", BackendKind::Threats, r#"{"ioc":"1.2.3.4"}"#)));
+    let out = block_on(handle.deliver(
+        &uid,
+        command("m-2", BackendKind::Threats, r#"{"ioc":"1.2.3.4"}"#),
+    ));
     assert!(out.is_ok(), "{out:?}");
     let opened = agent.open(c2.recv_text().as_bytes()).unwrap();
     assert_eq!(opened.envelope.channel, "backend.threats");

@@ -26,8 +26,13 @@ fn v2_lifecycle_and_sealed_command() {
     let sent = r#"{"investigation":"inv-7","collect":["processes"]}"#;
     let out = block_on(handle.deliver(&uid, command("m-v2", BackendKind::Investigations, sent)));
     assert!(out.is_ok(), "{out:?}");
-    let opened = agent.open(c.recv_text().as_bytes()).expect("sealed command opens");
-    assert_eq!(opened.envelope.channel, format!("backend.{uid}.investigations"));
+    let opened = agent
+        .open(c.recv_text().as_bytes())
+        .expect("sealed command opens");
+    assert_eq!(
+        opened.envelope.channel,
+        format!("backend.{uid}.investigations")
+    );
     assert_eq!(opened.envelope.id, "m-v2");
     assert_eq!(opened.body, sent.as_bytes());
     let ack = agent.ack("m-v2", now_s()).unwrap();

@@ -14,7 +14,13 @@ use tungstenite::Message;
 
 /// A fresh v2 agent can still connect, authenticate and heartbeat.
 fn assert_still_serving(gw: &TestGateway) {
-    let mut a = gw.agent(&format!("fresh-{}", random::token_urlsafe(6).replace(['-', '_'], "x")), V2);
+    let mut a = gw.agent(
+        &format!(
+            "fresh-{}",
+            random::token_urlsafe(6).replace(['-', '_'], "x")
+        ),
+        V2,
+    );
     let mut c = connect(gw.addr, &a, None);
     authenticate(&mut c, &mut a);
     let hb = a.heartbeat(now_s()).unwrap();
@@ -28,7 +34,8 @@ fn m1_outcome(c: &mut Client, m1: &str) -> (AuthResponse, u16) {
     let r1 = c.recv_text();
     let mut raw = r1.into_bytes();
     let e = envelope::parse(&mut raw).unwrap();
-    let json = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
+    let json =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
     let r: AuthResponse = serde_json::from_slice(&json).unwrap();
     let code = c.recv_close(&mut Vec::new());
     (r, code)
@@ -43,7 +50,8 @@ fn auth_attacks_fail_with_4001() {
     let m1 = a.m1(now_s(), random::bytes::<16>());
     let mut raw = m1.clone().into_bytes();
     let mut e = envelope::parse(&mut raw).unwrap();
-    let json = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &e.payload).unwrap();
+    let json =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &e.payload).unwrap();
     let mut req: serde_json::Value = serde_json::from_slice(&json).unwrap();
     req["signature"] = b64(&SigningKey::generate().sign(b"x")).into();
     e.payload = b64(&serde_json::to_vec(&req).unwrap());
@@ -90,13 +98,29 @@ fn hijacking_a_uid_fails() {
     let (mut vc, uid, token) = onboard(&gw, &mut victim, "host-victim");
     // Wrong token with the victim's key material unknown to the attacker: attacker key.
     let mut thief = gw.agent("thief", V2);
-    let req = go_upgrade_request(gw.addr, &uid, thief.public_b64(), &[("X-Agent-Uid", &uid), ("X-Bootstrap-Token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]);
+    let req = go_upgrade_request(
+        gw.addr,
+        &uid,
+        thief.public_b64(),
+        &[
+            ("X-Agent-Uid", &uid),
+            (
+                "X-Bootstrap-Token",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ),
+        ],
+    );
     let mut c = connect_raw(gw.addr, req.as_bytes()).unwrap();
     let (r, code) = m1_outcome(&mut c, &thief.m1(now_s(), random::bytes::<16>()));
     assert!(!r.success);
     assert_eq!(code, 4001);
     // The right token (stolen) but the attacker's key.
-    let req = go_upgrade_request(gw.addr, &uid, thief.public_b64(), &[("X-Agent-Uid", &uid), ("X-Bootstrap-Token", &token)]);
+    let req = go_upgrade_request(
+        gw.addr,
+        &uid,
+        thief.public_b64(),
+        &[("X-Agent-Uid", &uid), ("X-Bootstrap-Token", &token)],
+    );
     let mut c = connect_raw(gw.addr, req.as_bytes()).unwrap();
     let (r, code) = m1_outcome(&mut c, &thief.m1(now_s(), random::bytes::<16>()));
     assert!(!r.success);
@@ -127,12 +151,18 @@ fn forged_heartbeats_close_v1_on_the_third() {
     let forged = e.to_json();
     for _ in 0..2 {
         c.send(&forged);
-        assert_eq!(error_kind(&mut a, &c.recv_text()), "signature_verification_failed");
+        assert_eq!(
+            error_kind(&mut a, &c.recv_text()),
+            "signature_verification_failed"
+        );
     }
     c.send(&forged);
     let mut seen = Vec::new();
     assert_eq!(c.recv_close(&mut seen), 4003);
-    assert_eq!(error_kind(&mut a, &seen[0]), "signature_verification_failed");
+    assert_eq!(
+        error_kind(&mut a, &seen[0]),
+        "signature_verification_failed"
+    );
     assert_still_serving(&gw);
 }
 
@@ -143,7 +173,15 @@ fn channel_and_envelope_abuse() {
         let mut a = gw.agent("abuser", profile);
         let (mut c, _uid, _) = onboard(&gw, &mut a, "host-abuse");
         // Publishing on another agent's channel.
-        let f = a.message("agent.someone-else.policies", MsgType::Event, b"{}", now_s(), vec![]).unwrap();
+        let f = a
+            .message(
+                "agent.someone-else.policies",
+                MsgType::Event,
+                b"{}",
+                now_s(),
+                vec![],
+            )
+            .unwrap();
         c.send(&f);
         assert_eq!(error_kind(&mut a, &c.recv_text()), "channel_forbidden");
         // Malformed JSON and binary garbage: invalid_message, 5th closes 4008.
@@ -170,16 +208,29 @@ fn v2_tampered_replayed_and_skipped() {
     let mut a = gw.agent("tamper", V2);
     let (mut c, uid, _) = onboard(&gw, &mut a, "host-t");
     let ch = format!("agent.{uid}.logs");
-    let f = a.message(&ch, MsgType::Event, br#"{"l":1}"#, now_s(), vec![]).unwrap();
+    let f = a
+        .message(&ch, MsgType::Event, br#"{"l":1}"#, now_s(), vec![])
+        .unwrap();
     let tampered = f.replacen("\"payload\":\"", "\"payload\":\"AAAA", 1);
     c.send(&tampered);
     let mut seen = Vec::new();
     assert_eq!(c.recv_close(&mut seen), 4003);
-    assert_eq!(error_kind(&mut a, &seen[0]), "signature_verification_failed");
+    assert_eq!(
+        error_kind(&mut a, &seen[0]),
+        "signature_verification_failed"
+    );
     // Replayed seq.
     let mut a = gw.agent("replay", V2);
     let (mut c, uid, _) = onboard(&gw, &mut a, "host-r");
-    let f = a.message(&format!("agent.{uid}.logs"), MsgType::Event, b"{}", now_s(), vec![]).unwrap();
+    let f = a
+        .message(
+            &format!("agent.{uid}.logs"),
+            MsgType::Event,
+            b"{}",
+            now_s(),
+            vec![],
+        )
+        .unwrap();
     c.send(&f);
     c.expect_silence(Duration::from_millis(100));
     c.send(&f);
@@ -190,8 +241,12 @@ fn v2_tampered_replayed_and_skipped() {
     let mut a = gw.agent("skip", V2);
     let (mut c, uid, _) = onboard(&gw, &mut a, "host-s");
     let ch = format!("agent.{uid}.logs");
-    let _lost = a.message(&ch, MsgType::Event, b"{}", now_s(), vec![]).unwrap();
-    let f = a.message(&ch, MsgType::Event, b"{}", now_s(), vec![]).unwrap();
+    let _lost = a
+        .message(&ch, MsgType::Event, b"{}", now_s(), vec![])
+        .unwrap();
+    let f = a
+        .message(&ch, MsgType::Event, b"{}", now_s(), vec![])
+        .unwrap();
     c.send(&f);
     assert_eq!(c.recv_close(&mut Vec::new()), 4006);
     assert_still_serving(&gw);
@@ -232,14 +287,17 @@ fn bad_upgrades_get_http_errors() {
     assert_eq!(r.status, 400);
     assert!(r.body.contains("\"error\""));
     // Missing X-Agent-Public-Key.
-    let req = format!("GET /ws/agent HTTP/1.1\r\nHost: x\r\nUser-Agent: Aegis-Agent/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Agent-Id: a\r\n\r\n");
+    let req = String::from("GET /ws/agent HTTP/1.1\r\nHost: x\r\nUser-Agent: Aegis-Agent/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Agent-Id: a\r\n\r\n");
     let r = connect_raw(gw.addr, req.as_bytes()).err().unwrap();
     assert_eq!(r.status, 400);
     assert!(r.body.contains("invalid_request"));
     // X-Agent-Uid without X-Bootstrap-Token.
     let a = gw.agent("u", V1);
     let req = go_upgrade_request(gw.addr, "u", a.public_b64(), &[("X-Agent-Uid", "u")]);
-    assert_eq!(connect_raw(gw.addr, req.as_bytes()).err().unwrap().status, 400);
+    assert_eq!(
+        connect_raw(gw.addr, req.as_bytes()).err().unwrap().status,
+        400
+    );
     // Oversize head.
     let mut req = go_upgrade_request(gw.addr, "u", a.public_b64(), &[]).into_bytes();
     req.truncate(req.len() - 2);
@@ -248,7 +306,8 @@ fn bad_upgrades_get_http_errors() {
     // Slowloris: half a head, then nothing; the gateway closes the socket (upgrade timeout 1 s).
     let mut s = TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /ws/agent HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.write_all(b"GET /ws/agent HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let mut buf = [0u8; 16];
     let n = s.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "slow client is cut off without a response");
@@ -270,8 +329,18 @@ fn two_hundred_rapid_reconnects_of_one_uid() {
     }
     // The last connection is the live one: it gets a command.
     let handle = gw.running.as_ref().unwrap().handle();
-    let out = block_on(handle.deliver(&uid, command("after-flap", aegis_gateway::protocol::channel::BackendKind::Policies, "{}")));
+    let out = block_on(handle.deliver(
+        &uid,
+        command(
+            "after-flap",
+            aegis_gateway::protocol::channel::BackendKind::Policies,
+            "{}",
+        ),
+    ));
     assert!(out.is_ok(), "{out:?}");
-    assert_eq!(a.open(prev.recv_text().as_bytes()).unwrap().envelope.id, "after-flap");
+    assert_eq!(
+        a.open(prev.recv_text().as_bytes()).unwrap().envelope.id,
+        "after-flap"
+    );
     assert_still_serving(&gw);
 }

@@ -53,6 +53,7 @@ pub struct Opened {
     pub body: Vec<u8>,
 }
 
+#[allow(clippy::large_enum_variant)]
 enum AgentKeys {
     None,
     V1(AeadKey),
@@ -214,9 +215,12 @@ impl Agent {
                 self.keys = AgentKeys::V1(AeadKey::new(&k));
             }
             Profile::V2 => {
-                let (Some(server_nonce), Some(sig)) = (r.server_nonce.as_deref(), r.signature.as_deref())
+                let (Some(server_nonce), Some(sig)) =
+                    (r.server_nonce.as_deref(), r.signature.as_deref())
                 else {
-                    return Err(AgentError::Malformed("v2 R1 lacks server_nonce/signature".into()));
+                    return Err(AgentError::Malformed(
+                        "v2 R1 lacks server_nonce/signature".into(),
+                    ));
                 };
                 let (eph, eph_pub) = self.kx.take().ok_or(AgentError::NotReady)?;
                 if let Some(gw) = &self.gateway_public {
@@ -301,7 +305,13 @@ impl Agent {
     pub fn heartbeat(&mut self, timestamp: i64) -> Result<String, AgentError> {
         let channel = format!("agent.{}.heartbeat", self.ident);
         let body = format!("{{\"status\":\"healthy\",\"timestamp\":{timestamp}}}");
-        self.message(&channel, MsgType::Heartbeat, body.as_bytes(), timestamp, Vec::new())
+        self.message(
+            &channel,
+            MsgType::Heartbeat,
+            body.as_bytes(),
+            timestamp,
+            Vec::new(),
+        )
     }
 
     /// M3. v1: unsigned, base64 JSON payload, as the Go agent sends it.
@@ -419,13 +429,12 @@ impl Agent {
                 })
             }
             AgentKeys::V1(k) => {
-                let nonce_ok = e
-                    .nonce
-                    .as_deref()
-                    .and_then(decode_b64_exact::<12>);
+                let nonce_ok = e.nonce.as_deref().and_then(decode_b64_exact::<12>);
                 let Some(nonce) = nonce_ok else {
                     // The Go agent panics on any other nonce length: a test must see this.
-                    return Err(AgentError::Malformed("v1 frame nonce is not 12 bytes".into()));
+                    return Err(AgentError::Malformed(
+                        "v1 frame nonce is not 12 bytes".into(),
+                    ));
                 };
                 if e.channel.starts_with("agent.registration") {
                     let body = e.payload.clone().into_bytes();

@@ -25,7 +25,14 @@ pub fn plain(
     timestamp: i64,
 ) -> Envelope {
     let nonce = b64(&random::bytes::<12>());
-    let signed = sigstr::gateway_msg(&id, msg_type.as_str(), &channel, timestamp, &nonce, &payload);
+    let signed = sigstr::gateway_msg(
+        &id,
+        msg_type.as_str(),
+        &channel,
+        timestamp,
+        &nonce,
+        &payload,
+    );
     let signature = b64(&key.sign(&signed));
     Envelope {
         id,
@@ -55,7 +62,14 @@ pub fn v1_encrypted(
     session_key.seal_in_place(&nonce_bytes, &[], &mut buf);
     let nonce = b64(&nonce_bytes);
     let payload = b64(&buf);
-    let signed = sigstr::gateway_msg(&id, msg_type.as_str(), &channel, timestamp, &nonce, &payload);
+    let signed = sigstr::gateway_msg(
+        &id,
+        msg_type.as_str(),
+        &channel,
+        timestamp,
+        &nonce,
+        &payload,
+    );
     let signature = b64(&key.sign(&signed));
     Envelope {
         id,
@@ -92,8 +106,7 @@ pub fn sealed(
     let aad = sigstr::v2_aad(&id, msg_type.as_str(), &channel, timestamp, s.seq);
     let mut buf = Vec::with_capacity(plaintext.len() + 16);
     buf.extend_from_slice(plaintext);
-    s.aead
-        .seal_in_place(&aead::v2_nonce(s.seq), &aad, &mut buf);
+    s.aead.seal_in_place(&aead::v2_nonce(s.seq), &aad, &mut buf);
     let payload = b64(&buf);
     let nonce = b64(&random::bytes::<16>());
     let signed = sigstr::v2_msg(

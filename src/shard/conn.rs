@@ -2,8 +2,8 @@
 //! commands and timers, all on one task (no locks; the session is owned here).
 
 use super::control::{Command, DeliverError, DeliverReply, DeliveryOutcome};
-use super::presence::{ConnCmd, ShardCtx};
 use super::now_ms;
+use super::presence::{ConnCmd, ShardCtx};
 use crate::protocol::close;
 use crate::protocol::session::{Action, KnownAgent, Session};
 use crate::protocol::upgrade::{self, Parsed, UpgradeRequest};
@@ -26,7 +26,12 @@ type Ws = WebSocketStream<TcpStream>;
 const LAST_SEEN_EVERY_MS: i64 = 60_000;
 
 /// A socket handed over by another shard: parse its head again (cheap) and serve it.
-pub(super) async fn serve_handed(ctx: Rc<ShardCtx>, stream: TcpStream, head: Vec<u8>, peer: SocketAddr) {
+pub(super) async fn serve_handed(
+    ctx: Rc<ShardCtx>,
+    stream: TcpStream,
+    head: Vec<u8>,
+    peer: SocketAddr,
+) {
     match upgrade::parse(&head, &ctx.shared.config.websocket_path) {
         Ok(Parsed::Complete { request, consumed }) => {
             serve_upgraded(ctx, stream, head, request, consumed, peer).await
@@ -151,7 +156,12 @@ impl Conn {
                 return "idle timeout";
             }
             if now >= next_ping {
-                if self.ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if self
+                    .ws
+                    .send(Message::Ping(Vec::new().into()))
+                    .await
+                    .is_err()
+                {
                     return "write failed";
                 }
                 next_ping = now + ping_every;
@@ -198,7 +208,7 @@ impl Conn {
                     ConnCmd::Replace => {
                         let now = now_ms();
                         let ctx = Rc::clone(&self.ctx);
-        let env = ctx.env();
+                        let env = ctx.env();
                         self.session.terminate(&env, ErrorKind::Replaced, now)
                     }
                     ConnCmd::Drain => {
@@ -220,7 +230,7 @@ impl Conn {
                 Event::Tick => {
                     let now = now_ms();
                     let ctx = Rc::clone(&self.ctx);
-        let env = ctx.env();
+                    let env = ctx.env();
                     self.session.tick(&env, now)
                 }
             };
@@ -241,7 +251,7 @@ impl Conn {
             let ok = self.ctx.batcher.verify(job).await;
             let now = now_ms();
             let ctx = Rc::clone(&self.ctx);
-        let env = ctx.env();
+            let env = ctx.env();
             actions.extend(self.session.on_verified(&env, ok, now));
         }
         actions
@@ -272,7 +282,12 @@ impl Conn {
                     }
                 }
                 Action::PersistRegistration(p) => {
-                    if let Err(e) = self.ctx.shared.store.put_registration(&to_registration(&p, self.conn_id)) {
+                    if let Err(e) = self
+                        .ctx
+                        .shared
+                        .store
+                        .put_registration(&to_registration(&p, self.conn_id))
+                    {
                         tracing::warn!(error = %e, "pending registration not persisted");
                     }
                 }
@@ -291,7 +306,7 @@ impl Conn {
                     };
                     let now = now_ms();
                     let ctx = Rc::clone(&self.ctx);
-        let env = ctx.env();
+                    let env = ctx.env();
                     queue.extend(self.session.on_agent_committed(&env, ok, now));
                 }
                 Action::Registered { old_identity, uid } => {

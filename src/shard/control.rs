@@ -53,7 +53,31 @@ pub(crate) enum Control {
         identity: String,
         reply: oneshot::Sender<bool>,
     },
+    Stats {
+        reply: oneshot::Sender<ShardStats>,
+    },
     Shutdown,
+}
+
+/// Counters of one shard, for tests and the closing figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Shard index.
+    pub shard: usize,
+    /// Connections hosted (sockets on this shard).
+    pub connections: usize,
+    /// Identities owned by this shard with a live connection (local or via pointer).
+    pub present: usize,
+    /// Of those, how many live on another shard (presence pointers).
+    pub pointers: usize,
+    /// Sockets received from other shards.
+    pub handoffs_in: u64,
+    /// Sockets sent to their owner shard.
+    pub handoffs_out: u64,
+    /// Signature batches verified.
+    pub verify_batches: u64,
+    /// Signatures verified in those batches.
+    pub verify_signatures: u64,
 }
 
 /// A cloneable, `Send` handle to the running shards.
@@ -109,6 +133,20 @@ impl GatewayHandle {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// Counters of every shard.
+    pub async fn stats(&self) -> Vec<ShardStats> {
+        let mut out = Vec::with_capacity(self.senders.len());
+        for s in &self.senders {
+            let (reply, rx) = oneshot::channel();
+            if s.unbounded_send(Control::Stats { reply }).is_ok() {
+                if let Ok(st) = rx.await {
+                    out.push(st);
+                }
+            }
+        }
+        out
     }
 
     /// Asks every shard to drain: stop accepting, close agents with 1001, exit.

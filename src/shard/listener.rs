@@ -45,6 +45,7 @@ pub(super) async fn run_shard(
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
                 if let Some((socket, head, peer)) = ctx.on_mesh(msg) {
+                    ctx.handoffs_in.set(ctx.handoffs_in.get() + 1);
                     let ctx = Rc::clone(&ctx);
                     glommio::spawn_local(async move {
                         conn::serve_handed(ctx, socket.into_stream(), head, peer).await;
@@ -84,6 +85,9 @@ async fn control_loop(
             } => ctx.deliver(&identity, cmd, reply),
             Control::Connected { identity, reply } => {
                 let _ = reply.send(ctx.is_present(&identity));
+            }
+            Control::Stats { reply } => {
+                let _ = reply.send(ctx.stats());
             }
             Control::Shutdown => {
                 ctx.draining.set(true);
@@ -160,11 +164,21 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                     peer,
                 };
                 match ctx.mesh_send_wait(owner, msg).await {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        ctx.handoffs_out.set(ctx.handoffs_out.get() + 1);
+                        return;
+                    }
                     Err(Some(MeshMsg::Handoff { socket, head, .. })) => {
                         // The owner cannot take it: serve here; presence pointers keep it right.
-                        conn::serve_upgraded(ctx, socket.into_stream(), head, request, consumed, peer)
-                            .await;
+                        conn::serve_upgraded(
+                            ctx,
+                            socket.into_stream(),
+                            head,
+                            request,
+                            consumed,
+                            peer,
+                        )
+                        .await;
                         return;
                     }
                     Err(_) => return,

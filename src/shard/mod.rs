@@ -16,7 +16,7 @@ mod sys;
 
 pub use sys::{block_termination_signals, wait_for_termination};
 
-pub use control::{Command, DeliverError, DeliveryOutcome, GatewayHandle};
+pub use control::{Command, DeliverError, DeliveryOutcome, GatewayHandle, ShardStats};
 
 use crate::config::Config;
 use crate::crypto::SigningKey;
@@ -124,8 +124,16 @@ impl Gateway {
                 .io_memory(64 << 10);
             let join = builder
                 .spawn(move || async move {
-                    listener::run_shard(id, shared, mesh, agent_addr, control_rx, handle_for_shard, ready)
-                        .await;
+                    listener::run_shard(
+                        id,
+                        shared,
+                        mesh,
+                        agent_addr,
+                        control_rx,
+                        handle_for_shard,
+                        ready,
+                    )
+                    .await;
                 })
                 .map_err(|e| StartError::Executor {
                     shard: id,
@@ -204,7 +212,10 @@ mod tests {
     #[test]
     fn owner_is_stable_and_in_range() {
         // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (published test vector).
-        assert_eq!(owner_of("a", 1 << 20), (0xaf63_dc4c_8601_ec8c_u64 % (1 << 20)) as usize);
+        assert_eq!(
+            owner_of("a", 1 << 20),
+            (0xaf63_dc4c_8601_ec8c_u64 % (1 << 20)) as usize
+        );
         for n in 1..8 {
             for id in ["x", "agent-1#AAAA", "8c6f1c8e-1d7c-4bb8-9d0a-7d0d2c1e9f00"] {
                 assert!(owner_of(id, n) < n);

@@ -63,6 +63,8 @@ pub(crate) struct ShardCtx {
     presence: RefCell<HashMap<String, u64>>,
     next_conn: Cell<u64>,
     pub draining: Cell<bool>,
+    pub handoffs_in: Cell<u64>,
+    pub handoffs_out: Cell<u64>,
 }
 
 impl ShardCtx {
@@ -76,6 +78,8 @@ impl ShardCtx {
             presence: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             draining: Cell::new(false),
+            handoffs_in: Cell::new(0),
+            handoffs_out: Cell::new(0),
         })
     }
 
@@ -172,7 +176,10 @@ impl ShardCtx {
     }
 
     fn set_presence(&self, identity: &str, conn: u64) {
-        let old = self.presence.borrow_mut().insert(identity.to_string(), conn);
+        let old = self
+            .presence
+            .borrow_mut()
+            .insert(identity.to_string(), conn);
         if let Some(old) = old.filter(|o| *o != conn) {
             self.kick(old);
         }
@@ -241,6 +248,25 @@ impl ShardCtx {
             MeshMsg::Deliver { conn, cmd, reply } => self.deliver_to_conn(conn, cmd, reply),
         }
         None
+    }
+
+    /// This shard's counters.
+    pub fn stats(&self) -> super::ShardStats {
+        let presence = self.presence.borrow();
+        let (batches, signatures) = self.batcher.stats();
+        super::ShardStats {
+            shard: self.id,
+            connections: self.conns.borrow().len(),
+            present: presence.len(),
+            pointers: presence
+                .values()
+                .filter(|c| shard_of(**c) != self.id)
+                .count(),
+            handoffs_in: self.handoffs_in.get(),
+            handoffs_out: self.handoffs_out.get(),
+            verify_batches: batches,
+            verify_signatures: signatures,
+        }
     }
 
     /// Tells every hosted connection to close with 1001.

@@ -5,7 +5,9 @@
 use aegis_gateway::config::Config;
 use aegis_gateway::crypto::{random, SigningKey};
 use aegis_gateway::protocol::agent::Agent;
-use aegis_gateway::protocol::payloads::{RegistrationChallenge, RegistrationRequest, RegistrationResult};
+use aegis_gateway::protocol::payloads::{
+    RegistrationChallenge, RegistrationRequest, RegistrationResult,
+};
 use aegis_gateway::protocol::session::Profile;
 use aegis_gateway::server::{self, Running};
 use std::io::{Read, Write};
@@ -27,11 +29,12 @@ pub struct TestGateway {
 
 /// Test configuration: loopback, ephemeral port, two shards, temp data dir.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.websocket_addr = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = dir.to_path_buf();
-    c.shards = Some(2);
-    c
+    Config {
+        websocket_addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        shards: Some(2),
+        ..Config::default()
+    }
 }
 
 impl TestGateway {
@@ -54,7 +57,12 @@ impl TestGateway {
 
     /// A new agent of this profile with a fresh key, that knows the gateway's key.
     pub fn agent(&self, agent_id: &str, profile: Profile) -> Agent {
-        Agent::new(SigningKey::generate(), agent_id, profile, Some(self.public_key))
+        Agent::new(
+            SigningKey::generate(),
+            agent_id,
+            profile,
+            Some(self.public_key),
+        )
     }
 }
 
@@ -89,7 +97,12 @@ pub fn now_s() -> i64 {
 }
 
 /// The Go agent's upgrade request (gorilla/websocket): this header spelling and order.
-pub fn go_upgrade_request(addr: SocketAddr, agent_id: &str, public_key_b64: &str, extra: &[(&str, &str)]) -> String {
+pub fn go_upgrade_request(
+    addr: SocketAddr,
+    agent_id: &str,
+    public_key_b64: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let key = aegis_gateway::protocol::payloads::b64(&random::bytes::<16>());
     let mut s = format!(
         "GET /ws/agent HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: Aegis-Agent/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nX-Agent-Id: {agent_id}\r\nX-Agent-Public-Key: {public_key_b64}\r\n"
@@ -128,7 +141,11 @@ pub fn connect_raw(addr: SocketAddr, request: &[u8]) -> Result<Client, Refused> 
         }
     }
     let text = String::from_utf8_lossy(&head).into_owned();
-    let status: u16 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if status != 101 {
         let mut body = String::new();
         let _ = stream.read_to_string(&mut body);
@@ -166,11 +183,16 @@ impl Client {
         loop {
             match self.ws.read() {
                 Ok(Message::Text(t)) => return Recv::Text(t.to_string()),
-                Ok(Message::Binary(b)) => return Recv::Text(String::from_utf8_lossy(&b).into_owned()),
+                Ok(Message::Binary(b)) => {
+                    return Recv::Text(String::from_utf8_lossy(&b).into_owned())
+                }
                 Ok(Message::Close(f)) => return Recv::Close(f.map_or(1005, |f| u16::from(f.code))),
                 Ok(_) => continue,
                 Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
                 {
                     return Recv::Timeout
                 }
@@ -201,7 +223,10 @@ impl Client {
     pub fn expect_silence(&mut self, d: Duration) {
         self.ws.get_ref().set_read_timeout(Some(d)).unwrap();
         let r = self.recv();
-        self.ws.get_ref().set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        self.ws
+            .get_ref()
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .unwrap();
         assert_eq!(r, Recv::Timeout, "expected silence");
     }
 }
@@ -230,7 +255,9 @@ pub fn authenticate(c: &mut Client, agent: &mut Agent) {
 
 /// M3 → R2 → M4 → R3; returns (uid, token) and switches the agent to its uid.
 pub fn register(c: &mut Client, agent: &mut Agent, host_id: &str) -> (String, String) {
-    let m3 = agent.m3(&registration_request(agent, host_id), now_s()).unwrap();
+    let m3 = agent
+        .m3(&registration_request(agent, host_id), now_s())
+        .unwrap();
     c.send(&m3);
     let r2 = agent.open(c.recv_text().as_bytes()).expect("R2 opens");
     let challenge: RegistrationChallenge = serde_json::from_slice(&r2.body).unwrap();
@@ -260,7 +287,11 @@ pub fn error_kind(agent: &mut Agent, frame: &str) -> String {
 }
 
 /// Builds a runtime command for the control handle.
-pub fn command(id: &str, kind: aegis_gateway::protocol::channel::BackendKind, json: &str) -> aegis_gateway::shard::Command {
+pub fn command(
+    id: &str,
+    kind: aegis_gateway::protocol::channel::BackendKind,
+    json: &str,
+) -> aegis_gateway::shard::Command {
     aegis_gateway::shard::Command {
         message_id: id.to_string(),
         kind,

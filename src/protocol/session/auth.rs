@@ -1,6 +1,8 @@
 //! M1 → R1 (PROTOCOL §4).
 
-use super::{unregistered_identity, Action, Deferred, Env, Keys, Phase, Profile, Session, Step, VerifyJob};
+use super::{
+    unregistered_identity, Action, Deferred, Env, Keys, Phase, Profile, Session, Step, VerifyJob,
+};
 use crate::crypto::{kdf, random, token, AeadKey};
 use crate::protocol::channel::{self, Channel};
 use crate::protocol::envelope::{self, MsgType};
@@ -24,7 +26,8 @@ pub(super) struct PendingAuth {
 impl Session {
     pub(super) fn on_auth_frame(&mut self, env: &Env<'_>, frame: &mut [u8], now_ms: i64) -> Step {
         let env_ok = envelope::parse(frame).ok().filter(|e| {
-            e.msg_type == MsgType::Request && matches!(channel::parse(&e.channel), Ok(Channel::Auth))
+            e.msg_type == MsgType::Request
+                && matches!(channel::parse(&e.channel), Ok(Channel::Auth))
         });
         let Some(m1) = env_ok else {
             self.phase = Phase::Closed;
@@ -37,7 +40,10 @@ impl Session {
             return Step::actions(vec![
                 Action::Rejected(ErrorKind::AuthenticationFailed),
                 Action::Send(f.to_json()),
-                Action::Close(ErrorKind::AuthenticationFailed.code(), "authentication failed"),
+                Action::Close(
+                    ErrorKind::AuthenticationFailed.code(),
+                    "authentication failed",
+                ),
             ]);
         };
         match self.check_m1(env, &m1.payload, now_ms / 1000) {
@@ -62,8 +68,8 @@ impl Session {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(payload)
             .map_err(|_| "authentication payload is not base64")?;
-        let req: AuthRequest =
-            serde_json::from_slice(&raw).map_err(|_| "authentication payload is not valid JSON of the expected shape")?;
+        let req: AuthRequest = serde_json::from_slice(&raw)
+            .map_err(|_| "authentication payload is not valid JSON of the expected shape")?;
         let profile = match req.v {
             None => Profile::V1,
             Some(2) => Profile::V2,
@@ -105,7 +111,9 @@ impl Session {
                     return Err("agent_id does not match X-Agent-Id");
                 }
                 if self.known.is_some() {
-                    return Err("agent_id is a registered agent uid; reconnect with its credentials");
+                    return Err(
+                        "agent_id is a registered agent uid; reconnect with its credentials",
+                    );
                 }
                 None
             }
@@ -122,7 +130,9 @@ impl Session {
             }
         };
         let signed = match profile {
-            Profile::V1 => sigstr::v1_auth(&req.agent_id, &req.public_key, req.timestamp, &req.nonce),
+            Profile::V1 => {
+                sigstr::v1_auth(&req.agent_id, &req.public_key, req.timestamp, &req.nonce)
+            }
             Profile::V2 => sigstr::v2_auth(
                 &req.agent_id,
                 &req.public_key,
@@ -159,7 +169,10 @@ impl Session {
         if !ok {
             return self.auth_failed(env, "signature verification failed", now_ms);
         }
-        if !env.nonces.check_and_insert(&self.upgrade.public_key, &p.nonce, now_s) {
+        if !env
+            .nonces
+            .check_and_insert(&self.upgrade.public_key, &p.nonce, now_s)
+        {
             return self.auth_failed(env, "authentication nonce was already used", now_ms);
         }
         let exp = now_s + env.limits.session_timeout_s;
@@ -277,7 +290,10 @@ impl Session {
         vec![
             Action::Rejected(ErrorKind::AuthenticationFailed),
             Action::Send(r1_frame(env, &response, now_ms / 1000)),
-            Action::Close(ErrorKind::AuthenticationFailed.code(), "authentication failed"),
+            Action::Close(
+                ErrorKind::AuthenticationFailed.code(),
+                "authentication failed",
+            ),
         ]
     }
 }

@@ -13,7 +13,7 @@ mod steady;
 
 use crate::crypto::{AeadKey, SigningKey};
 use crate::protocol::channel::BackendKind;
-use crate::protocol::envelope::{Envelope, MsgType};
+use crate::protocol::envelope::MsgType;
 use crate::protocol::frame;
 use crate::protocol::replay::NonceCheck;
 use crate::protocol::upgrade::UpgradeRequest;
@@ -176,7 +176,8 @@ impl Step {
     }
 }
 
-/// Session keys per profile.
+/// Session keys per profile. One per session; the size difference is the second AEAD key.
+#[allow(clippy::large_enum_variant)]
 enum Keys {
     V1 {
         key: AeadKey,
@@ -458,7 +459,13 @@ impl Session {
     pub fn terminate(&mut self, env: &Env<'_>, kind: ErrorKind, now_ms: i64) -> Vec<Action> {
         let mut out = Vec::new();
         if matches!(self.phase, Phase::Authed) {
-            self.fatal(env, &mut out, kind, "connection closed by the gateway", now_ms);
+            self.fatal(
+                env,
+                &mut out,
+                kind,
+                "connection closed by the gateway",
+                now_ms,
+            );
         } else {
             self.phase = Phase::Closed;
             out.push(Action::Close(kind.code(), kind.as_str()));
@@ -476,7 +483,13 @@ impl Session {
     }
 
     /// Builds an error frame for an authenticated session (v1 encrypted JSON, v2 sealed).
-    fn error_frame(&mut self, env: &Env<'_>, kind: ErrorKind, message: &str, now_ms: i64) -> String {
+    fn error_frame(
+        &mut self,
+        env: &Env<'_>,
+        kind: ErrorKind,
+        message: &str,
+        now_ms: i64,
+    ) -> String {
         let json = frame::error_json(kind, message, "");
         self.reply_frame(
             env,
@@ -508,8 +521,16 @@ impl Session {
                     aead: tx,
                     seq: *send_seq,
                 };
-                frame::sealed(&s, frame::new_id(), msg_type, channel, plaintext, ts, Vec::new())
-                    .to_json()
+                frame::sealed(
+                    &s,
+                    frame::new_id(),
+                    msg_type,
+                    channel,
+                    plaintext,
+                    ts,
+                    Vec::new(),
+                )
+                .to_json()
             }
             Some(Keys::V1 { key }) if v1 == ReplyEncoding::Encrypted => frame::v1_encrypted(
                 env.key,

@@ -189,7 +189,8 @@ impl Session {
                     self.fatal(env, &mut out, ErrorKind::ReplayDetected, &msg, now_ms);
                     return out;
                 }
-                let aad = sigstr::v2_aad(&e.id, e.msg_type.as_str(), &e.channel, e.timestamp, p.seq);
+                let aad =
+                    sigstr::v2_aad(&e.id, e.msg_type.as_str(), &e.channel, e.timestamp, p.seq);
                 let opened = base64::engine::general_purpose::STANDARD
                     .decode(e.payload.as_bytes())
                     .ok()
@@ -280,7 +281,9 @@ impl Session {
                     out.push(Action::Heartbeat);
                 } else {
                     match String::from_utf8(body) {
-                        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() => {
+                        Ok(text)
+                            if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() =>
+                        {
                             out.push(Action::Inbound {
                                 id: e.id.clone(),
                                 channel: e.channel.clone(),
@@ -325,7 +328,16 @@ mod tests {
     fn seq_grammar() {
         assert_eq!(parse_seq("1"), Some(1));
         assert_eq!(parse_seq("18446744073709551615"), Some(u64::MAX));
-        for bad in ["", "0", "01", "-1", "+1", "1a", " 1", "18446744073709551616"] {
+        for bad in [
+            "",
+            "0",
+            "01",
+            "-1",
+            "+1",
+            "1a",
+            " 1",
+            "18446744073709551616",
+        ] {
             assert_eq!(parse_seq(bad), None, "{bad:?}");
         }
     }

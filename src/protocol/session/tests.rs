@@ -4,7 +4,9 @@
 use super::*;
 use crate::crypto::{self, SigningKey};
 use crate::protocol::agent::{Agent, AgentError};
-use crate::protocol::payloads::{b64, AuthResponse, RegistrationChallenge, RegistrationRequest, RegistrationResult};
+use crate::protocol::payloads::{
+    b64, AuthResponse, RegistrationChallenge, RegistrationRequest, RegistrationResult,
+};
 use crate::protocol::replay::NonceCache;
 use std::cell::RefCell;
 
@@ -19,9 +21,17 @@ struct Pair {
     now: i64,
 }
 
-fn upgrade_for(agent: &Agent, reconnect: Option<(&str, &str)>, protocol: Option<u8>) -> UpgradeRequest {
+fn upgrade_for(
+    agent: &Agent,
+    reconnect: Option<(&str, &str)>,
+    protocol: Option<u8>,
+) -> UpgradeRequest {
     let (agent_id, uid, token) = match reconnect {
-        Some((uid, token)) => (uid.to_string(), Some(uid.to_string()), Some(token.to_string())),
+        Some((uid, token)) => (
+            uid.to_string(),
+            Some(uid.to_string()),
+            Some(token.to_string()),
+        ),
         None => (agent.agent_id().to_string(), None, None),
     };
     UpgradeRequest {
@@ -40,7 +50,12 @@ fn upgrade_for(agent: &Agent, reconnect: Option<(&str, &str)>, protocol: Option<
 impl Pair {
     fn new(profile: Profile) -> Pair {
         let gw = SigningKey::generate();
-        let agent = Agent::new(SigningKey::generate(), "aegis-agent-001", profile, Some(gw.public()));
+        let agent = Agent::new(
+            SigningKey::generate(),
+            "aegis-agent-001",
+            profile,
+            Some(gw.public()),
+        );
         let up = upgrade_for(&agent, None, None);
         Pair {
             session: Session::new(up, None, T0, 0),
@@ -97,7 +112,9 @@ impl Pair {
         let actions = self.feed(&m1);
         let r1 = sends(&actions);
         assert_eq!(r1.len(), 1, "exactly R1 is sent: {actions:?}");
-        self.agent.on_r1(r1[0].as_bytes()).expect("R1 accepted by the agent");
+        self.agent
+            .on_r1(r1[0].as_bytes())
+            .expect("R1 accepted by the agent");
         actions
     }
 
@@ -106,7 +123,9 @@ impl Pair {
         let req = registration_request(&self.agent, "host-1");
         let m3 = self.agent.m3(&req, self.ts()).unwrap();
         let actions = self.feed(&m3);
-        assert!(actions.iter().any(|a| matches!(a, Action::PersistRegistration(_))));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::PersistRegistration(_))));
         let r2 = sends(&actions);
         assert_eq!(r2.len(), 1, "R2 only: {actions:?}");
         let opened = self.agent.open(r2[0].as_bytes()).unwrap();
@@ -115,7 +134,10 @@ impl Pair {
         assert_eq!(challenge.server_time.len(), 20);
         let m4 = self.agent.m4(&challenge, "host-1", self.ts()).unwrap();
         let actions = self.feed(&m4);
-        assert!(sends(&actions).is_empty(), "nothing before the record is durable");
+        assert!(
+            sends(&actions).is_empty(),
+            "nothing before the record is durable"
+        );
         let new = actions
             .iter()
             .find_map(|a| match a {
@@ -180,8 +202,12 @@ fn error_kind_of(agent: &mut Agent, frame: &str) -> String {
 fn r1_of(frame: &str) -> AuthResponse {
     let mut buf = frame.as_bytes().to_vec();
     let e = crate::protocol::envelope::parse(&mut buf).unwrap();
-    assert_eq!(crate::protocol::payloads::decode_b64_exact::<12>(e.nonce.as_deref().unwrap()).map(|_| ()), Some(()));
-    let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
+    assert_eq!(
+        crate::protocol::payloads::decode_b64_exact::<12>(e.nonce.as_deref().unwrap()).map(|_| ()),
+        Some(())
+    );
+    let raw =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
     serde_json::from_slice(&raw).unwrap()
 }
 
@@ -189,8 +215,17 @@ fn r1_of(frame: &str) -> AuthResponse {
 fn v1_full_handshake_then_command() {
     let mut p = Pair::new(Profile::V1);
     let actions = p.authenticate();
-    assert!(matches!(actions[1], Action::Authenticated { profile: Profile::V1, .. }));
-    assert!(!p.session.handshake_over(), "first connection: handshake lasts until R3");
+    assert!(matches!(
+        actions[1],
+        Action::Authenticated {
+            profile: Profile::V1,
+            ..
+        }
+    ));
+    assert!(
+        !p.session.handshake_over(),
+        "first connection: handshake lasts until R3"
+    );
     // A heartbeat between R1 and M3: no reply.
     let hb = p.agent.heartbeat(p.ts()).unwrap();
     assert!(hb.ends_with('\n'), "Go agent style trailing newline");
@@ -200,10 +235,22 @@ fn v1_full_handshake_then_command() {
     let (uid, _) = p.register();
     assert_eq!(p.session.ident(), uid);
     let frame = p
-        .with(|s, env, now| s.command_frame(env, "cmd-1", BackendKind::Policies, MsgType::Request, br#"{"rule":"deny"}"#, now))
+        .with(|s, env, now| {
+            s.command_frame(
+                env,
+                "cmd-1",
+                BackendKind::Policies,
+                MsgType::Request,
+                br#"{"rule":"deny"}"#,
+                now,
+            )
+        })
         .unwrap();
     let opened = p.agent.open(frame.as_bytes()).unwrap();
-    assert_eq!(opened.envelope.channel, "backend.policies", "v1 channel rewrite");
+    assert_eq!(
+        opened.envelope.channel, "backend.policies",
+        "v1 channel rewrite"
+    );
     assert_eq!(opened.envelope.id, "cmd-1");
     assert_eq!(opened.body, br#"{"rule":"deny"}"#);
     p.agent.check_plain_signature(&opened.envelope).unwrap();
@@ -224,24 +271,46 @@ fn v2_full_handshake_then_sealed_command_and_ack() {
     assert!(p.feed(&hb).iter().any(|a| matches!(a, Action::Heartbeat)));
     let (uid, _) = p.register();
     let frame = p
-        .with(|s, env, now| s.command_frame(env, "cmd-9", BackendKind::Investigations, MsgType::Request, br#"{"q":1}"#, now))
+        .with(|s, env, now| {
+            s.command_frame(
+                env,
+                "cmd-9",
+                BackendKind::Investigations,
+                MsgType::Request,
+                br#"{"q":1}"#,
+                now,
+            )
+        })
         .unwrap();
     let opened = p.agent.open(frame.as_bytes()).unwrap();
-    assert_eq!(opened.envelope.channel, format!("backend.{uid}.investigations"));
+    assert_eq!(
+        opened.envelope.channel,
+        format!("backend.{uid}.investigations")
+    );
     assert_eq!(opened.body, br#"{"q":1}"#);
     let ack = p.agent.ack("cmd-9", p.ts()).unwrap();
     let actions = p.feed(&ack);
-    assert!(actions.iter().any(|a| matches!(a, Action::Ack(id) if id == "cmd-9")));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Ack(id) if id == "cmd-9")));
 }
 
 #[test]
 fn v2_agent_rejects_r1_signed_by_another_gateway() {
     let mut p = Pair::new(Profile::V2);
-    let mut impostor = Agent::new(p.agent.key().clone(), "aegis-agent-001", Profile::V2, Some(SigningKey::generate().public()));
+    let mut impostor = Agent::new(
+        p.agent.key().clone(),
+        "aegis-agent-001",
+        Profile::V2,
+        Some(SigningKey::generate().public()),
+    );
     let m1 = impostor.m1(p.ts(), [7; 16]);
     let actions = p.feed(&m1);
     let r1 = sends(&actions);
-    assert_eq!(impostor.on_r1(r1[0].as_bytes()).unwrap_err(), AgentError::BadSignature);
+    assert_eq!(
+        impostor.on_r1(r1[0].as_bytes()).unwrap_err(),
+        AgentError::BadSignature
+    );
 }
 
 #[test]
@@ -264,13 +333,23 @@ fn reconnect_with_uid_ends_handshake_at_r1() {
             .iter()
             .any(|a| matches!(a, Action::Authenticated { identity, .. } if *identity == uid)));
         // M3 on a registered connection is refused, connection stays.
-        let m3 = p.agent.m3(&registration_request(&p.agent, "host-1"), p.ts()).unwrap();
+        let m3 = p
+            .agent
+            .m3(&registration_request(&p.agent, "host-1"), p.ts())
+            .unwrap();
         let actions = p.feed(&m3);
-        assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "registration_failed");
+        assert_eq!(
+            error_kind_of(&mut p.agent, &sends(&actions)[0]),
+            "registration_failed"
+        );
         assert_eq!(close_code(&actions), None);
 
         // Wrong token, and the right token with another key: both refused.
-        let up = upgrade_for(&p.agent, Some((&uid, "not-the-token-not-the-token-000000")), None);
+        let up = upgrade_for(
+            &p.agent,
+            Some((&uid, "not-the-token-not-the-token-000000")),
+            None,
+        );
         p.session = Session::new(up, Some(known.clone()), p.now, 0);
         let m1 = p.agent.m1(p.ts(), crypto::random::bytes::<16>());
         let actions = p.feed(&m1);
@@ -291,7 +370,6 @@ fn m1_failures_get_r1_false_and_4001() {
     // Bad signature: M1 signed by another key.
     let mut p = Pair::new(Profile::V1);
     let other = Agent::new(SigningKey::generate(), "aegis-agent-001", Profile::V1, None);
-    let mut m1 = p.agent.m1(p.ts(), [1; 16]);
     let forged = {
         let mut o = other;
         o.m1(p.ts(), [1; 16])
@@ -302,7 +380,7 @@ fn m1_failures_get_r1_false_and_4001() {
     assert_eq!(close_code(&actions), Some(4001));
     // Replay: the same M1 twice.
     let mut p = Pair::new(Profile::V1);
-    m1 = p.agent.m1(p.ts(), [9; 16]);
+    let m1 = p.agent.m1(p.ts(), [9; 16]);
     assert!(r1_of(&sends(&p.feed(&m1))[0]).success);
     let up = upgrade_for(&p.agent, None, None);
     p.session = Session::new(up, None, p.now, 0);
@@ -325,14 +403,19 @@ fn m1_failures_get_r1_false_and_4001() {
 
 #[test]
 fn first_frame_not_m1_gets_authentication_failed() {
-    for frame in ["garbage", "{}", r#"{"id":"x","type":"event","channel":"auth","payload":"","timestamp":1}"#] {
+    for frame in [
+        "garbage",
+        "{}",
+        r#"{"id":"x","type":"event","channel":"auth","payload":"","timestamp":1}"#,
+    ] {
         let mut p = Pair::new(Profile::V1);
         let actions = p.feed(frame);
         assert_eq!(close_code(&actions), Some(4001));
         let mut buf = sends(&actions)[0].clone().into_bytes();
         let e = crate::protocol::envelope::parse(&mut buf).unwrap();
         assert_eq!(e.channel, "error");
-        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
+        let raw =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(v["error"], "authentication_failed");
         assert_eq!(v["code"], 4001);
@@ -352,15 +435,24 @@ fn v2_tampered_payload_skipped_and_replayed_seq_are_fatal() {
     // Tampered payload: signature check fails → 4003.
     let mut p = steady(Profile::V2);
     let ch = format!("agent.{}.logs", p.agent.ident());
-    let f = p.agent.message(&ch, MsgType::Event, b"{}", p.ts(), vec![]).unwrap();
+    let f = p
+        .agent
+        .message(&ch, MsgType::Event, b"{}", p.ts(), vec![])
+        .unwrap();
     let tampered = f.replacen("\"payload\":\"", "\"payload\":\"A", 1);
     let actions = p.feed(&tampered);
     assert_eq!(close_code(&actions), Some(4003));
-    assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "signature_verification_failed");
+    assert_eq!(
+        error_kind_of(&mut p.agent, &sends(&actions)[0]),
+        "signature_verification_failed"
+    );
 
     // Replayed seq → 4006.
     let mut p = steady(Profile::V2);
-    let f = p.agent.message(&ch.replace("x", "x"), MsgType::Event, b"{}", p.ts(), vec![]).unwrap();
+    let f = p
+        .agent
+        .message(&ch, MsgType::Event, b"{}", p.ts(), vec![])
+        .unwrap();
     let first = p.feed(&f);
     assert_eq!(close_code(&first), None);
     let actions = p.feed(&f);
@@ -369,8 +461,14 @@ fn v2_tampered_payload_skipped_and_replayed_seq_are_fatal() {
     // Skipped seq → 4006.
     let mut p = steady(Profile::V2);
     let ch = format!("agent.{}.logs", p.agent.ident());
-    let _lost = p.agent.message(&ch, MsgType::Event, b"{}", p.ts(), vec![]).unwrap();
-    let next = p.agent.message(&ch, MsgType::Event, b"{}", p.ts(), vec![]).unwrap();
+    let _lost = p
+        .agent
+        .message(&ch, MsgType::Event, b"{}", p.ts(), vec![])
+        .unwrap();
+    let next = p
+        .agent
+        .message(&ch, MsgType::Event, b"{}", p.ts(), vec![])
+        .unwrap();
     assert_eq!(close_code(&p.feed(&next)), Some(4006));
 }
 
@@ -379,29 +477,61 @@ fn channel_rules() {
     for profile in [Profile::V1, Profile::V2] {
         let mut p = steady(profile);
         let own = format!("agent.{}.threats", p.agent.ident());
-        let actions = p.feed_agent(|a, ts| a.message(&own, MsgType::Event, br#"{"t":1}"#, ts, vec![]).unwrap());
-        assert!(actions.iter().any(|a| matches!(a, Action::Inbound { body, .. } if body == r#"{"t":1}"#)));
-        let other = p.agent.message("agent.someone-else.threats", MsgType::Event, b"{}", p.ts(), vec![]).unwrap();
+        let actions = p.feed_agent(|a, ts| {
+            a.message(&own, MsgType::Event, br#"{"t":1}"#, ts, vec![])
+                .unwrap()
+        });
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::Inbound { body, .. } if body == r#"{"t":1}"#)));
+        let other = p
+            .agent
+            .message(
+                "agent.someone-else.threats",
+                MsgType::Event,
+                b"{}",
+                p.ts(),
+                vec![],
+            )
+            .unwrap();
         let actions = p.feed(&other);
-        assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "channel_forbidden");
+        assert_eq!(
+            error_kind_of(&mut p.agent, &sends(&actions)[0]),
+            "channel_forbidden"
+        );
         assert_eq!(close_code(&actions), None);
         let unknown = format!("agent.{}.nope", p.agent.ident());
-        let actions = p.feed_agent(|a, ts| a.message(&unknown, MsgType::Event, b"{}", ts, vec![]).unwrap());
-        assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "channel_not_found");
+        let actions = p.feed_agent(|a, ts| {
+            a.message(&unknown, MsgType::Event, b"{}", ts, vec![])
+                .unwrap()
+        });
+        assert_eq!(
+            error_kind_of(&mut p.agent, &sends(&actions)[0]),
+            "channel_not_found"
+        );
     }
 }
 
 #[test]
 fn fifth_invalid_message_closes_4008_and_auth_channel_is_invalid() {
     let mut p = steady(Profile::V2);
-    let auth = p.agent.message("auth", MsgType::Request, b"{}", p.ts(), vec![]).unwrap();
+    let auth = p
+        .agent
+        .message("auth", MsgType::Request, b"{}", p.ts(), vec![])
+        .unwrap();
     let actions = p.feed(&auth);
-    assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "invalid_message");
+    assert_eq!(
+        error_kind_of(&mut p.agent, &sends(&actions)[0]),
+        "invalid_message"
+    );
     // The auth frame did not advance seq: seq 2 is now a skip, but seq... the agent used seq 1 on
     // it, so the gateway still expects 1. Replay the counter by sending garbage 4 more times.
     for i in 0..4 {
         let actions = p.feed("not json");
-        assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "invalid_message");
+        assert_eq!(
+            error_kind_of(&mut p.agent, &sends(&actions)[0]),
+            "invalid_message"
+        );
         assert_eq!(close_code(&actions), if i == 3 { Some(4008) } else { None });
     }
 }
@@ -421,7 +551,10 @@ fn v1_forged_heartbeats_close_on_the_third() {
     for i in 0..3 {
         let actions = p.feed(&forged);
         assert!(!actions.iter().any(|a| matches!(a, Action::Heartbeat)));
-        assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "signature_verification_failed");
+        assert_eq!(
+            error_kind_of(&mut p.agent, &sends(&actions)[0]),
+            "signature_verification_failed"
+        );
         assert_eq!(close_code(&actions), if i == 2 { Some(4003) } else { None });
     }
 }
@@ -431,10 +564,15 @@ fn handshake_ends_after_grace_and_errors_are_silent_during_it() {
     let mut p = Pair::new(Profile::V2);
     p.authenticate();
     // During the handshake a forbidden channel is dropped silently.
-    let f = p.agent.message("agent.other.logs", MsgType::Event, b"{}", p.ts(), vec![]).unwrap();
+    let f = p
+        .agent
+        .message("agent.other.logs", MsgType::Event, b"{}", p.ts(), vec![])
+        .unwrap();
     let actions = p.feed(&f);
     assert!(sends(&actions).is_empty());
-    assert!(actions.iter().any(|a| matches!(a, Action::Rejected(ErrorKind::ChannelForbidden))));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Rejected(ErrorKind::ChannelForbidden))));
     assert!(p.with(|s, env, _| s.tick(env, T0 + 4_999)).is_empty());
     let actions = p.with(|s, env, _| s.tick(env, T0 + 5_000));
     assert!(actions.iter().any(|a| matches!(a, Action::HandshakeOver)));
@@ -446,12 +584,18 @@ fn m4_for_another_registration_fails_and_leaves_it() {
     p.authenticate();
     let req = registration_request(&p.agent, "host-1");
     let r2 = sends(&p.feed_agent(|a, ts| a.m3(&req, ts).unwrap()))[0].clone();
-    let challenge: RegistrationChallenge = serde_json::from_slice(&p.agent.open(r2.as_bytes()).unwrap().body).unwrap();
+    let challenge: RegistrationChallenge =
+        serde_json::from_slice(&p.agent.open(r2.as_bytes()).unwrap().body).unwrap();
     let mut wrong = challenge.clone();
     wrong.registration_id = crypto::random::uuid_v4();
     let actions = p.feed_agent(|a, ts| a.m4(&wrong, "host-1", ts).unwrap());
-    assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "registration_failed");
-    assert!(!actions.iter().any(|a| matches!(a, Action::RemoveRegistration(_))));
+    assert_eq!(
+        error_kind_of(&mut p.agent, &sends(&actions)[0]),
+        "registration_failed"
+    );
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::RemoveRegistration(_))));
     // Our own registration still completes afterwards.
     let actions = p.feed_agent(|a, ts| a.m4(&challenge, "host-1", ts).unwrap());
     assert!(actions.iter().any(|a| matches!(a, Action::CommitAgent(_))));
@@ -461,10 +605,16 @@ fn m4_for_another_registration_fails_and_leaves_it() {
 fn session_expiry_sends_session_expired_and_4009() {
     let mut p = steady(Profile::V2);
     let exp_ms = p.session.session_expires() * 1000;
-    assert!(p.with(|s, env, _| s.tick(env, exp_ms - 1)).iter().all(|a| !matches!(a, Action::Close(..))));
+    assert!(p
+        .with(|s, env, _| s.tick(env, exp_ms - 1))
+        .iter()
+        .all(|a| !matches!(a, Action::Close(..))));
     let actions = p.with(|s, env, _| s.tick(env, exp_ms));
     assert_eq!(close_code(&actions), Some(4009));
-    assert_eq!(error_kind_of(&mut p.agent, &sends(&actions)[0]), "session_expired");
+    assert_eq!(
+        error_kind_of(&mut p.agent, &sends(&actions)[0]),
+        "session_expired"
+    );
 }
 
 #[test]
@@ -475,16 +625,30 @@ fn every_gateway_frame_has_eight_fields_and_right_nonce() {
     let m3 = p.agent.m3(&req, p.ts()).unwrap();
     frames.extend(sends(&p.feed(&m3)));
     frames.push(
-        p.with(|s, env, now| s.command_frame(env, "c", BackendKind::Threats, MsgType::Event, b"{}", now))
-            .unwrap(),
+        p.with(|s, env, now| {
+            s.command_frame(env, "c", BackendKind::Threats, MsgType::Event, b"{}", now)
+        })
+        .unwrap(),
     );
     for f in frames {
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         let o = v.as_object().unwrap();
-        for k in ["id", "type", "channel", "payload", "timestamp", "nonce", "signature", "headers"] {
+        for k in [
+            "id",
+            "type",
+            "channel",
+            "payload",
+            "timestamp",
+            "nonce",
+            "signature",
+            "headers",
+        ] {
             assert!(o.contains_key(k), "{k} missing in {f}");
         }
         let nonce = o["nonce"].as_str().unwrap();
-        assert!(crate::protocol::payloads::decode_b64_exact::<12>(nonce).is_some(), "v1 nonce 12 bytes: {f}");
+        assert!(
+            crate::protocol::payloads::decode_b64_exact::<12>(nonce).is_some(),
+            "v1 nonce 12 bytes: {f}"
+        );
     }
 }
