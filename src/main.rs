@@ -35,9 +35,7 @@ enum Cmd {
 }
 
 fn load_config(args: &ConfigArgs) -> Result<Config, aegis_gateway::config::ConfigErrors> {
-    let config = Config::from_env_with(args.overrides())?;
-    config.validate()?;
-    Ok(config)
+    Config::load(args.overrides())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,7 +71,12 @@ fn main() -> anyhow::Result<()> {
             };
             telemetry::init(config.log_format);
             aegis_gateway::shard::block_termination_signals();
-            tracing::info!(config = %config.redacted_summary(), "effective configuration");
+            let summary: Vec<String> = config
+                .redacted_summary()
+                .lines()
+                .map(|l| l.split("  #").next().unwrap_or(l).trim().to_string())
+                .collect();
+            tracing::info!(config = %summary.join(" "), "effective configuration");
             let running = server::start(config.clone()).context("starting the gateway")?;
             tracing::info!(
                 agent_addr = %running.agent_addr,

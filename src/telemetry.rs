@@ -75,10 +75,13 @@ where
     }
 }
 
+/// Dependencies whose `info` lines are per-flush noise for an operator.
+const QUIET: &str = "lsm_tree=warn,fjall=warn";
+
 fn default_filter() -> EnvFilter {
     EnvFilter::builder()
         .with_default_directive(DEFAULT_FILTER.into())
-        .parse_lossy("")
+        .parse_lossy(QUIET)
 }
 
 /// Filter from a `RUST_LOG` value: `None` or empty gives `info`; an invalid value gives `info`

@@ -131,16 +131,15 @@ impl Config {
     pub fn from_env_with(
         overrides: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        let env = std::env::vars_os().filter_map(|(k, v): (OsString, OsString)| {
-            let name = k.into_string().ok()?;
-            let raw = match v.into_string() {
-                Ok(text) => Raw::Text(text),
-                Err(v) => Raw::NotUtf8(v.to_string_lossy().into_owned()),
-            };
-            Some((name, raw))
-        });
-        let pairs = env.chain(overrides.into_iter().map(|(k, v)| (k, Raw::Text(v))));
-        build(pairs).0
+        build(env_pairs(overrides), false).0
+    }
+
+    /// Like [`Config::from_env_with`], and also checks the files the configuration names even
+    /// when other values are invalid, so `check-config` and `serve` report every problem at once.
+    pub fn load(
+        overrides: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        build(env_pairs(overrides), true).0
     }
 
     /// Builds a configuration from `(NAME, value)` pairs, normally the environment followed by
@@ -150,13 +149,29 @@ impl Config {
     pub fn from_vars<I: IntoIterator<Item = (String, String)>>(
         vars: I,
     ) -> Result<Config, ConfigErrors> {
-        build(vars.into_iter().map(|(k, v)| (k, Raw::Text(v)))).0
+        build(vars.into_iter().map(|(k, v)| (k, Raw::Text(v))), false).0
     }
+}
+
+/// The process environment (non-UTF-8 values kept for error reporting), then `overrides`.
+fn env_pairs(
+    overrides: impl IntoIterator<Item = (String, String)>,
+) -> impl Iterator<Item = (String, Raw)> {
+    let env = std::env::vars_os().filter_map(|(k, v): (OsString, OsString)| {
+        let name = k.into_string().ok()?;
+        let raw = match v.into_string() {
+            Ok(text) => Raw::Text(text),
+            Err(v) => Raw::NotUtf8(v.to_string_lossy().into_owned()),
+        };
+        Some((name, raw))
+    });
+    env.chain(overrides.into_iter().map(|(k, v)| (k, Raw::Text(v))))
 }
 
 /// Parses `pairs` into a config, also returning the variables that were looked up.
 fn build(
     pairs: impl IntoIterator<Item = (String, Raw)>,
+    check_files: bool,
 ) -> (Result<Config, ConfigErrors>, Vec<&'static str>) {
     let mut p = Vars::new(pairs);
     let mut c = Config::default();
@@ -266,6 +281,9 @@ fn build(
     );
 
     c.check_invariants(&mut p.errors);
+    if check_files {
+        c.check_files(&mut p.errors);
+    }
     let result = ConfigErrors::check(p.errors).map(|()| c);
     (result, p.read)
 }
@@ -360,10 +378,11 @@ pub(super) fn build_traced(
     build(
         vars.iter()
             .map(|(k, v)| (k.to_string(), Raw::Text(v.to_string()))),
+        false,
     )
 }
 
 #[cfg(test)]
 pub(super) fn build_not_utf8(var: &str, lossy: &str) -> Result<Config, ConfigErrors> {
-    build([(var.to_string(), Raw::NotUtf8(lossy.to_string()))]).0
+    build([(var.to_string(), Raw::NotUtf8(lossy.to_string()))], false).0
 }

@@ -126,7 +126,7 @@ impl Config {
     }
 
     /// Checks that touch the file system.
-    fn check_files(&self, errors: &mut Vec<ConfigError>) {
+    pub(super) fn check_files(&self, errors: &mut Vec<ConfigError>) {
         for (var, path) in [
             ("AUTH_PRIVATE_KEY_PATH", &self.auth_private_key_path),
             ("AUTH_PUBLIC_KEY_PATH", &self.auth_public_key_path),
