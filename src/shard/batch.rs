@@ -17,19 +17,27 @@ pub const MAX_BATCH: usize = 64;
 type Pending = (VerifyJob, oneshot::Sender<bool>);
 
 /// One per shard.
-#[derive(Default)]
 pub struct Batcher {
     queue: RefCell<Vec<Pending>>,
     flush_scheduled: Cell<bool>,
     results: RefCell<Vec<bool>>,
-    /// Sizes of the batches verified so far (for metrics): (batches, signatures).
+    /// Batches and signatures verified so far.
     stats: Cell<(u64, u64)>,
+    batch_size: metrics::Histogram,
+    batch_seconds: metrics::Histogram,
 }
 
 impl Batcher {
-    /// A new, empty batcher.
-    pub fn new() -> Rc<Self> {
-        Rc::new(Self::default())
+    /// A new, empty batcher recording into these histograms.
+    pub fn new(batch_size: metrics::Histogram, batch_seconds: metrics::Histogram) -> Rc<Self> {
+        Rc::new(Batcher {
+            queue: RefCell::new(Vec::with_capacity(MAX_BATCH)),
+            flush_scheduled: Cell::new(false),
+            results: RefCell::new(Vec::with_capacity(MAX_BATCH)),
+            stats: Cell::new((0, 0)),
+            batch_size,
+            batch_seconds,
+        })
     }
 
     /// Verifies `job` as part of the shard's next batch.
@@ -60,6 +68,7 @@ impl Batcher {
         if batch.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let mut results = self.results.borrow_mut();
         results.clear();
         {
@@ -75,7 +84,8 @@ impl Batcher {
         }
         let (b, s) = self.stats.get();
         self.stats.set((b + 1, s + batch.len() as u64));
-        crate::metrics::verify_batch_size(batch.len());
+        self.batch_size.record(batch.len() as f64);
+        self.batch_seconds.record(started.elapsed().as_secs_f64());
         for (i, (_, tx)) in batch.into_iter().enumerate() {
             let _ = tx.send(results.get(i).copied().unwrap_or(false));
         }

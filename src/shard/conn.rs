@@ -4,6 +4,7 @@
 use super::control::{Command, DeliverError, DeliverReply, DeliveryOutcome};
 use super::now_ms;
 use super::presence::{ConnCmd, ShardCtx};
+use crate::protocol::channel::{AgentKind, Channel};
 use crate::protocol::close;
 use crate::protocol::session::{Action, KnownAgent, Session};
 use crate::protocol::upgrade::{self, Parsed, UpgradeRequest};
@@ -91,6 +92,7 @@ pub(super) async fn serve_upgraded(
     let session = Session::new(request, known, now_ms(), jitter);
     let (tx, rx) = mpsc::unbounded();
     let conn_id = ctx.add_conn(tx);
+    ctx.metrics.connection(None, Some(0));
     tracing::info!(conn = conn_id, %peer, shard = ctx.id, "agent connected");
     let mut c = Conn {
         ctx: Rc::clone(&ctx),
@@ -100,6 +102,7 @@ pub(super) async fn serve_upgraded(
         rx,
         held: Vec::new(),
         claimed: None,
+        profile_slot: 0,
         last_inbound: std::time::Instant::now(),
         last_seen_write_ms: 0,
     };
@@ -111,6 +114,7 @@ pub(super) async fn serve_upgraded(
         let _ = reply.send(Err(DeliverError::Closed));
     }
     ctx.remove_conn(conn_id);
+    ctx.metrics.connection(Some(c.profile_slot), None);
     tracing::info!(conn = conn_id, %peer, reason, "agent disconnected");
 }
 
@@ -130,6 +134,8 @@ struct Conn {
     /// Commands that arrived during the handshake, written when it ends.
     held: Vec<(Command, DeliverReply)>,
     claimed: Option<String>,
+    /// Metrics profile slot: 0 unauthenticated, 1 v1, 2 v2.
+    profile_slot: usize,
     last_inbound: std::time::Instant,
     last_seen_write_ms: i64,
 }
@@ -273,6 +279,12 @@ impl Conn {
                 }
                 Action::Authenticated { identity, profile } => {
                     tracing::info!(conn = self.conn_id, %identity, profile = profile.number(), "agent authenticated");
+                    let slot = usize::from(profile.number());
+                    self.ctx
+                        .metrics
+                        .connection(Some(self.profile_slot), Some(slot));
+                    self.ctx.metrics.handshake(true, profile.number());
+                    self.profile_slot = slot;
                     self.ctx.claim(&identity, self.conn_id);
                     self.claimed = Some(identity);
                 }
@@ -315,9 +327,28 @@ impl Conn {
                     self.ctx.claim(&uid, self.conn_id);
                     self.claimed = Some(uid);
                 }
-                Action::Heartbeat => self.touch_last_seen(),
-                Action::Inbound { .. } | Action::Ack(_) | Action::Verified => {}
+                Action::Heartbeat => {
+                    self.ctx
+                        .metrics
+                        .message_in(Some(AgentKind::Heartbeat), false);
+                    self.touch_last_seen();
+                }
+                Action::Inbound { channel, .. } => {
+                    let kind = match crate::protocol::channel::parse(&channel) {
+                        Ok(Channel::Agent { kind, .. }) => Some(kind),
+                        _ => None,
+                    };
+                    self.ctx.metrics.message_in(kind, false);
+                }
+                Action::Ack(_) => self.ctx.metrics.message_in(None, false),
+                Action::Verified => {}
                 Action::Rejected(kind) => {
+                    if kind == ErrorKind::AuthenticationFailed {
+                        self.ctx
+                            .metrics
+                            .handshake(false, self.session.profile().number());
+                    }
+                    self.ctx.metrics.error(kind);
                     tracing::debug!(conn = self.conn_id, kind = kind.as_str(), "frame rejected");
                 }
             }
@@ -360,6 +391,7 @@ impl Conn {
                 Err(_) => Err(DeliverError::Closed),
             },
         };
+        self.ctx.metrics.message_out(cmd.kind, result.is_ok());
         let _ = reply.send(result);
     }
 

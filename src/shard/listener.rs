@@ -137,6 +137,7 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let (buf, request, consumed) = match head {
         Ok(h) => h,
         Err(HeadError::Http(e)) => {
+            ctx.metrics.rejected(crate::metrics::Rejection::BadRequest);
             let resp = upgrade::error_response(e.status, e.kind, &e.message);
             let _ = stream.write_all(&resp).await;
             let _ = stream.close().await;
@@ -148,6 +149,7 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         }
     };
     if ctx.draining.get() {
+        ctx.metrics.rejected(crate::metrics::Rejection::Draining);
         let resp = upgrade::error_response(503, "unavailable", "gateway is shutting down");
         let _ = stream.write_all(&resp).await;
         let _ = stream.close().await;
@@ -166,6 +168,7 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                 match ctx.mesh_send_wait(owner, msg).await {
                     Ok(()) => {
                         ctx.handoffs_out.set(ctx.handoffs_out.get() + 1);
+                        ctx.metrics.handoffs.increment(1);
                         return;
                     }
                     Err(Some(MeshMsg::Handoff { socket, head, .. })) => {

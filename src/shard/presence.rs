@@ -58,6 +58,7 @@ pub(crate) struct ShardCtx {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub batcher: Rc<Batcher>,
+    pub metrics: crate::metrics::ShardMetrics,
     mesh: Rc<Senders<MeshMsg>>,
     conns: RefCell<HashMap<u64, mpsc::UnboundedSender<ConnCmd>>>,
     presence: RefCell<HashMap<String, u64>>,
@@ -69,10 +70,12 @@ pub(crate) struct ShardCtx {
 
 impl ShardCtx {
     pub fn new(id: usize, shared: Arc<Shared>, mesh: Senders<MeshMsg>) -> Rc<Self> {
+        let metrics = crate::metrics::ShardMetrics::new(id);
         Rc::new(ShardCtx {
             id,
             shared,
-            batcher: Batcher::new(),
+            batcher: Batcher::new(metrics.verify_batch.clone(), metrics.verify_seconds.clone()),
+            metrics,
             mesh: Rc::new(mesh),
             conns: RefCell::new(HashMap::new()),
             presence: RefCell::new(HashMap::new()),

@@ -120,10 +120,13 @@ impl Drop for Committer {
 /// The committer loop: one request, then everything else pending, one sync, answer all.
 fn run(db: &Database, rx: &Receiver<Reply>, counters: &Counters, mut syncer: JournalSync) {
     let mut batch: Vec<Reply> = Vec::new();
+    let fsync_seconds = metrics::histogram!(crate::metrics::FSYNC_SECONDS);
     while let Ok(first) = rx.recv() {
         batch.push(first);
         batch.extend(rx.try_iter());
+        let started = std::time::Instant::now();
         let outcome = syncer.sync(db).map_err(Arc::new);
+        fsync_seconds.record(started.elapsed().as_secs_f64());
         counters.fsyncs.fetch_add(1, Ordering::AcqRel);
         counters
             .requests
