@@ -165,6 +165,12 @@ pub struct Config {
     pub connect_rate: u32,
     /// Connection burst per client IP (`CONNECT_BURST`; 0 disables the limit). Default = 1000.
     pub connect_burst: u32,
+    /// Agent messages per second per connection (`MESSAGE_RATE`; 0 disables the limit).
+    /// Default = 500.
+    pub message_rate: u32,
+    /// Agent message burst per connection (`MESSAGE_BURST`; 0 disables the limit).
+    /// Default = 1000.
+    pub message_burst: u32,
     /// Log output format (`LOG_FORMAT`). Default = `pretty`.
     pub log_format: LogFormat,
 }
@@ -204,6 +210,8 @@ impl Default for Config {
             timestamp_window: Duration::from_secs(300),
             connect_rate: 100,
             connect_burst: 1000,
+            message_rate: 500,
+            message_burst: 1000,
             log_format: LogFormat::Pretty,
         }
     }
@@ -244,6 +252,12 @@ impl Config {
     pub fn connect_limit(&self) -> Option<(u32, u32)> {
         (self.connect_rate > 0 && self.connect_burst > 0)
             .then_some((self.connect_rate, self.connect_burst))
+    }
+
+    /// `(rate, burst)` of the per-agent message limit, or `None` when disabled.
+    pub fn message_limit(&self) -> Option<(u32, u32)> {
+        (self.message_rate > 0 && self.message_burst > 0)
+            .then_some((self.message_rate, self.message_burst))
     }
 
     /// Effective shard count: `shards`, else the available cores, clamped to 1-256.

@@ -73,6 +73,8 @@ config_args! {
     timestamp_window => "TIMESTAMP_WINDOW", "DURATION", "Accepted message timestamp skew, ± [default: 300s]";
     connect_rate => "CONNECT_RATE", "N", "New connections per second per client IP; 0 disables [default: 100]";
     connect_burst => "CONNECT_BURST", "N", "Connection burst per client IP; 0 disables [default: 1000]";
+    message_rate => "MESSAGE_RATE", "N", "Messages per second per agent; 0 disables [default: 500]";
+    message_burst => "MESSAGE_BURST", "N", "Message burst per agent; 0 disables [default: 1000]";
     log_format => "LOG_FORMAT", "FORMAT", "Log format: pretty or json [default: pretty]";
 }
 

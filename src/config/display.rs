@@ -129,6 +129,14 @@ impl Config {
                     .is_none()
                     .then(|| "connect limit disabled".to_string()),
             ),
+            ("MESSAGE_RATE", self.message_rate.to_string(), None),
+            (
+                "MESSAGE_BURST",
+                self.message_burst.to_string(),
+                self.message_limit()
+                    .is_none()
+                    .then(|| "message rate limit disabled".to_string()),
+            ),
             ("LOG_FORMAT", self.log_format.to_string(), None),
         ]
     }
@@ -168,6 +176,8 @@ impl fmt::Debug for Config {
             timestamp_window,
             connect_rate,
             connect_burst,
+            message_rate,
+            message_burst,
             log_format,
         } = self;
         let admin_token = admin_token.as_ref().map(|_| "<redacted>");
@@ -201,6 +211,8 @@ impl fmt::Debug for Config {
             .field("timestamp_window", timestamp_window)
             .field("connect_rate", connect_rate)
             .field("connect_burst", connect_burst)
+            .field("message_rate", message_rate)
+            .field("message_burst", message_burst)
             .field("log_format", log_format)
             .finish()
     }

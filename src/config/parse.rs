@@ -275,6 +275,8 @@ fn build(
     set(&mut c.timestamp_window, p.duration("TIMESTAMP_WINDOW"));
     set(&mut c.connect_rate, p.number("CONNECT_RATE", COUNT));
     set(&mut c.connect_burst, p.number("CONNECT_BURST", COUNT));
+    set(&mut c.message_rate, p.number("MESSAGE_RATE", COUNT));
+    set(&mut c.message_burst, p.number("MESSAGE_BURST", COUNT));
     set(
         &mut c.log_format,
         p.parse("LOG_FORMAT", LOG_FORMAT, |s| s.parse().ok()),

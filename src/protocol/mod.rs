@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod error;
 pub mod frame;
 pub mod payloads;
+pub mod ratelimit;
 pub mod replay;
 pub mod session;
 pub mod sigstr;

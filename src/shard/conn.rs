@@ -53,6 +53,15 @@ pub(super) async fn serve_upgraded(
     consumed: usize,
     peer: SocketAddr,
 ) {
+    let Some(slot) = super::limits::Slot::take(&ctx.shared) else {
+        ctx.metrics
+            .rejected(crate::metrics::Rejection::MaxConnections);
+        let resp =
+            upgrade::error_response(503, "unavailable", "gateway is at its connection limit");
+        let _ = stream.write_all(&resp).await;
+        let _ = stream.close().await;
+        return;
+    };
     let lookup = request.agent_uid.as_deref().unwrap_or(&request.agent_id);
     let known = match ctx.shared.store.get_agent(lookup) {
         Ok(rec) => rec.and_then(|r| {
@@ -115,6 +124,7 @@ pub(super) async fn serve_upgraded(
     }
     ctx.remove_conn(conn_id);
     ctx.metrics.connection(Some(c.profile_slot), None);
+    drop(slot);
     tracing::info!(conn = conn_id, %peer, reason, "agent disconnected");
 }
 

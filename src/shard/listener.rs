@@ -155,6 +155,23 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         let _ = stream.close().await;
         return;
     }
+    if let Some(limiter) = &ctx.shared.connect_limiter {
+        let allowed = match limiter.lock() {
+            Ok(mut l) => l.allow(peer.ip(), super::now_ms()),
+            Err(p) => p.into_inner().allow(peer.ip(), super::now_ms()),
+        };
+        if !allowed {
+            ctx.metrics.rejected(crate::metrics::Rejection::RateLimited);
+            let resp = upgrade::error_response(
+                429,
+                "rate_limited",
+                "too many connections from this address",
+            );
+            let _ = stream.write_all(&resp).await;
+            let _ = stream.close().await;
+            return;
+        }
+    }
     let owner = owner_of(&Session::canonical_id(&request), ctx.shared.shards);
     if owner != ctx.id {
         match OwnedSocket::dup_of(&stream) {

@@ -10,6 +10,7 @@
 mod batch;
 mod conn;
 mod control;
+mod limits;
 mod listener;
 mod presence;
 mod sys;
@@ -42,6 +43,11 @@ pub struct Shared {
     pub store: Store,
     /// Number of shards.
     pub shards: usize,
+    /// Upgraded connections across all shards (checked against `MAX_CONNECTIONS`; touched once
+    /// per connection, never per message).
+    pub live: std::sync::atomic::AtomicUsize,
+    /// Per-client-IP connect limiter (touched once per connection attempt).
+    pub connect_limiter: Option<Mutex<limits::ConnectLimiter>>,
 }
 
 /// Errors starting the gateway.
@@ -91,6 +97,7 @@ impl Gateway {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let limits = limits_of(&config);
+        let config_for_limits = config.clone();
         let (reservation, agent_addr) =
             sys::reserve_port(config.websocket_addr).map_err(|source| StartError::Bind {
                 addr: config.websocket_addr,
@@ -103,6 +110,9 @@ impl Gateway {
             nonces: Mutex::new(NonceCache::new()),
             store,
             shards,
+            live: std::sync::atomic::AtomicUsize::new(0),
+            connect_limiter: limits::ConnectLimiter::from_config(&config_for_limits)
+                .map(Mutex::new),
         });
         let (handle, control_rxs) = control::channels(shards);
         let mesh = glommio::channels::channel_mesh::MeshBuilder::full(shards, 1024);
@@ -195,6 +205,7 @@ fn limits_of(c: &Config) -> Limits {
         handshake_grace_ms: ms(c.handshake_grace),
         auth_timeout_ms: ms(c.auth_timeout),
         registration_ttl_s: 300,
+        message_rate: c.message_limit(),
     }
 }
 

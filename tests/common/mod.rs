@@ -123,7 +123,11 @@ pub struct Refused {
 
 /// Sends `request` and reads the response head; a 101 gives a client.
 pub fn connect_raw(addr: SocketAddr, request: &[u8]) -> Result<Client, Refused> {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    connect_on(TcpStream::connect(addr).unwrap(), request)
+}
+
+/// Like [`connect_raw`] on an already connected stream.
+pub fn connect_on(mut stream: TcpStream, request: &[u8]) -> Result<Client, Refused> {
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     stream.set_nodelay(true).unwrap();
     stream.write_all(request).unwrap();

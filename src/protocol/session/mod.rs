@@ -34,6 +34,9 @@ pub struct Limits {
     pub auth_timeout_ms: i64,
     /// Lifetime of a pending registration, seconds. Default = 300.
     pub registration_ttl_s: i64,
+    /// Per-connection message rate limit `(per second, burst)` after authentication; `None`
+    /// disables it. Default = (500, 1000).
+    pub message_rate: Option<(u32, u32)>,
 }
 
 impl Default for Limits {
@@ -44,6 +47,7 @@ impl Default for Limits {
             handshake_grace_ms: 5_000,
             auth_timeout_ms: 10_000,
             registration_ttl_s: 300,
+            message_rate: Some((500, 1000)),
         }
     }
 }
@@ -237,6 +241,8 @@ pub struct Session {
     deferred: Option<Deferred>,
     invalid: Window,
     sig_failures: Window,
+    rate_limited: Window,
+    bucket: Option<crate::protocol::ratelimit::TokenBucket>,
     session_expires_s: i64,
     expiry_jitter_ms: i64,
 }
@@ -270,6 +276,8 @@ impl Session {
             deferred: None,
             invalid: Window::default(),
             sig_failures: Window::default(),
+            rate_limited: Window::default(),
+            bucket: None,
             session_expires_s: 0,
             expiry_jitter_ms: expiry_jitter_ms.max(0),
         }
@@ -568,6 +576,7 @@ impl Session {
         let limit_hit = match kind {
             ErrorKind::InvalidMessage => self.invalid.hit(now_ms) >= 5,
             ErrorKind::SignatureVerificationFailed => self.sig_failures.hit(now_ms) >= 3,
+            ErrorKind::RateLimited => self.rate_limited.hit(now_ms) >= RATE_LIMITED_CLOSE,
             _ => false,
         };
         let may_send = self.handshake_over || kind == ErrorKind::RegistrationFailed;
@@ -599,6 +608,9 @@ impl Session {
         out.push(Action::Close(kind.code(), kind.as_str()));
     }
 }
+
+/// `rate_limited` errors within 60 s that count as sustained abuse (close 4007).
+pub const RATE_LIMITED_CLOSE: usize = 10;
 
 #[derive(PartialEq, Eq, Clone, Copy)]
 enum ReplyEncoding {

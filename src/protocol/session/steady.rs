@@ -34,6 +34,30 @@ impl Session {
         now_ms: i64,
     ) -> Step {
         let mut out = Vec::new();
+        if let Some((rate, burst)) = env.limits.message_rate {
+            let bucket = self.bucket.get_or_insert_with(|| {
+                crate::protocol::ratelimit::TokenBucket::new(rate, burst, now_ms)
+            });
+            if !bucket.take(now_ms) {
+                // A v2 frame dropped for rate still consumes its seq when it is the expected one,
+                // so a throttled agent stays in sequence (its payload is never processed).
+                if let (Some(Keys::V2 { recv_seq, .. }), Ok(e)) =
+                    (self.keys.as_mut(), envelope::parse(frame))
+                {
+                    if e.header("seq").and_then(parse_seq) == Some(*recv_seq + 1) {
+                        *recv_seq += 1;
+                    }
+                }
+                self.soft_error(
+                    env,
+                    &mut out,
+                    ErrorKind::RateLimited,
+                    "message rate limit exceeded",
+                    now_ms,
+                );
+                return Step::actions(out);
+            }
+        }
         let e = match envelope::parse(frame) {
             Ok(e) => e,
             Err(err) => {
