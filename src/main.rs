@@ -32,6 +32,13 @@ enum Cmd {
     },
     /// Validate the effective configuration; exits non-zero listing every problem.
     CheckConfig(ConfigArgs),
+    /// WebSocket echo on the production connection code, for Autobahn compliance runs.
+    #[command(hide = true)]
+    WsEcho {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 fn load_config(args: &ConfigArgs) -> Result<Config, aegis_gateway::config::ConfigErrors> {
@@ -49,6 +56,12 @@ fn main() -> anyhow::Result<()> {
                 out.display(),
                 crypto::keys::key_id(&key.public())
             );
+            Ok(())
+        }
+        Cmd::WsEcho { addr } => {
+            telemetry::init(aegis_gateway::config::LogFormat::Pretty);
+            let config = Config::load(Vec::new()).unwrap_or_default();
+            aegis_gateway::shard::run_echo(addr, config).context("ws-echo")?;
             Ok(())
         }
         Cmd::CheckConfig(args) => match load_config(&args) {
@@ -80,23 +93,34 @@ fn main() -> anyhow::Result<()> {
             let running = server::start(config.clone()).context("starting the gateway")?;
             tracing::info!(
                 agent_addr = %running.agent_addr,
+                admin_addr = %running.admin_addr,
                 data_dir = %config.data_dir.display(),
                 shards = running.handle().shards(),
                 public_key = %aegis_gateway::protocol::payloads::b64(&running.public_key),
                 "aegis-gateway serving"
             );
-            let handle = running.handle();
-            wait_for_signal();
+            if config.tls_paths().is_none() {
+                tracing::warn!(
+                    "serving plain ws:// without TLS: v1 traffic is readable by anyone on the path \
+                     (PROTOCOL §8); set TLS_CERT_PATH and TLS_KEY_PATH for wss://"
+                );
+            }
+            loop {
+                let sig = aegis_gateway::shard::wait_for_termination();
+                if sig != aegis_gateway::shard::SIGHUP {
+                    break;
+                }
+                match running.reload_tls() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate")
+                    }
+                }
+            }
             tracing::info!("signal received: draining");
-            handle.shutdown();
-            running.join();
+            running.shutdown();
             tracing::info!("stopped");
             Ok(())
         }
     }
-}
-
-/// Blocks until SIGTERM or SIGINT.
-fn wait_for_signal() {
-    let _ = aegis_gateway::shard::wait_for_termination();
 }

@@ -159,6 +159,22 @@ pub struct ShardMetrics {
     pub route_seconds: Histogram,
     /// Hand-offs sent.
     pub handoffs: Counter,
+    deliveries: [Counter; 5],
+}
+
+/// Delivery events counted in `deliveries_total{status}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written to the agent.
+    Sent = 0,
+    /// Confirmed (ack, or v1 verified frame).
+    Delivered = 1,
+    /// Written again after an ack timeout.
+    Retried = 2,
+    /// TTL passed.
+    Expired = 3,
+    /// Attempts exhausted.
+    Failed = 4,
 }
 
 /// Profile label of a connection: 0 none (unauthenticated), 1 v1, 2 v2.
@@ -213,6 +229,8 @@ impl ShardMetrics {
             decrypt_seconds: metrics::histogram!(DECRYPT_SECONDS),
             route_seconds: metrics::histogram!(ROUTE_SECONDS),
             handoffs: metrics::counter!(HANDOFFS),
+            deliveries: ["sent", "delivered", "retried", "expired", "failed"]
+                .map(|s| metrics::counter!(DELIVERIES, "status" => s)),
         }
     }
 
@@ -272,6 +290,13 @@ impl ShardMetrics {
             .and_then(|i| self.messages_out.get(i))
         {
             pair[usize::from(!written)].increment(1);
+        }
+    }
+
+    /// Counts `n` delivery events of one status.
+    pub fn delivery(&self, what: Delivery, n: u32) {
+        if n > 0 {
+            self.deliveries[what as usize].increment(u64::from(n));
         }
     }
 

@@ -2,10 +2,13 @@
 
 use crate::config::Config;
 use crate::crypto::{keys, SigningKey};
+use crate::router::backend::GatewayBackend;
 use crate::shard::{Gateway, GatewayHandle};
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Errors starting the gateway, each naming what failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,17 @@ pub enum ServeError {
         /// Public key file.
         public: PathBuf,
     },
+    /// The admin token file.
+    #[error("admin token file {path}: {source}")]
+    AdminToken {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The admin listener.
+    #[error("admin listener: {0}")]
+    Admin(String),
     /// Data directory.
     #[error("store at {path}: {source}")]
     Store {
@@ -60,10 +74,47 @@ pub fn gateway_key(config: &Config) -> Result<(SigningKey, bool), ServeError> {
     Ok((keys::write_keypair(&dir)?, true))
 }
 
+/// The admin API bearer token: `ADMIN_TOKEN`, else `DATA_DIR/admin_token` (generated, mode 0600,
+/// on first start). Returns the token and whether it was generated.
+pub fn admin_token(config: &Config) -> Result<(String, bool), ServeError> {
+    if let Some(t) = &config.admin_token {
+        return Ok((t.clone(), false));
+    }
+    let path = config.data_dir.join("admin_token");
+    let io = |source| ServeError::AdminToken {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_string(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(io)?;
+    let token = crate::crypto::random::token_urlsafe(32);
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(token.as_bytes()).map_err(io)?;
+    Ok((token, true))
+}
+
 /// A started gateway with its addresses.
 pub struct Running {
     /// Agent WebSocket address.
     pub agent_addr: SocketAddr,
+    /// Admin HTTP address.
+    pub admin_addr: SocketAddr,
+    /// Cleared when draining starts (`/readyz` answers 503).
+    pub ready: Arc<AtomicBool>,
+    admin: crate::shard::Service,
     /// The gateway's public key.
     pub public_key: [u8; 32],
     /// Store handle.
@@ -77,14 +128,29 @@ impl Running {
         self.gateway.handle()
     }
 
-    /// Drains and waits for exit.
-    pub fn shutdown(self) {
-        self.gateway.shutdown();
+    /// Reloads the TLS certificate and key from their files (SIGHUP): new connections use them,
+    /// existing connections keep their session. On error the current certificate stays.
+    pub fn reload_tls(&self) -> Result<(), crate::shard::TlsError> {
+        match &self.gateway.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
-    /// Waits until the shards exit (after a shutdown request).
+    /// Drains and waits for exit: `/readyz` turns unready first, then the shards stop accepting
+    /// and close agents with 1001, then the admin listener stops.
+    pub fn shutdown(self) {
+        self.ready.store(false, Ordering::Release);
+        metrics::gauge!(crate::metrics::READY).set(0.0);
+        let handle = self.gateway.handle();
+        handle.shutdown();
+        self.join();
+    }
+
+    /// Waits until the shards exit (after a shutdown request), then stops the admin listener.
     pub fn join(self) {
         self.gateway.join();
+        self.admin.stop();
     }
 }
 
@@ -102,9 +168,31 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         source,
     })?;
     let public_key = key.public();
+    let (token, generated) = admin_token(&config)?;
+    if generated {
+        tracing::warn!(
+            path = %config.data_dir.join("admin_token").display(),
+            "no ADMIN_TOKEN: generated an admin API token"
+        );
+    }
+    let admin_cfg = config.clone();
     let gateway = Gateway::start(config, store.clone(), key)?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let backend = GatewayBackend {
+        handle: gateway.handle(),
+        store: store.clone(),
+        config: admin_cfg.clone(),
+        ready: Arc::clone(&ready),
+    };
+    let admin = crate::shard::Service::start_admin(admin_cfg.admin_addr, token, backend)
+        .map_err(ServeError::Admin)?;
+    ready.store(true, Ordering::Release);
+    metrics::gauge!(crate::metrics::READY).set(1.0);
     Ok(Running {
         agent_addr: gateway.agent_addr,
+        admin_addr: admin.addr,
+        ready,
+        admin,
         public_key,
         store,
         gateway,

@@ -3,9 +3,12 @@
 
 use super::control::{Command, DeliverError, DeliverReply, DeliveryOutcome};
 use super::now_ms;
+use super::outbox::{command_of, Outbox};
 use super::presence::{ConnCmd, ShardCtx};
+use crate::metrics::Delivery;
 use crate::protocol::channel::{AgentKind, Channel};
 use crate::protocol::close;
+use crate::protocol::session::Profile;
 use crate::protocol::session::{Action, KnownAgent, Session};
 use crate::protocol::upgrade::{self, Parsed, UpgradeRequest};
 use crate::protocol::ErrorKind;
@@ -14,14 +17,12 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use futures_channel::mpsc;
-use futures_lite::{AsyncWriteExt, StreamExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use glommio::net::TcpStream;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-
-type Ws = WebSocketStream<TcpStream>;
 
 /// How often `last_seen` may be written per connection (heartbeats are not one write each).
 const LAST_SEEN_EVERY_MS: i64 = 60_000;
@@ -45,14 +46,16 @@ pub(super) async fn serve_handed(
 }
 
 /// Completes the upgrade on the owner shard and runs the session.
-pub(super) async fn serve_upgraded(
+pub(super) async fn serve_upgraded<S>(
     ctx: Rc<ShardCtx>,
-    mut stream: TcpStream,
+    mut stream: S,
     head: Vec<u8>,
     request: UpgradeRequest,
     consumed: usize,
     peer: SocketAddr,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let Some(slot) = super::limits::Slot::take(&ctx.shared) else {
         ctx.metrics
             .rejected(crate::metrics::Rejection::MaxConnections);
@@ -80,7 +83,6 @@ pub(super) async fn serve_upgraded(
             return;
         }
     };
-    let _ = stream.set_nodelay(true);
     if stream
         .write_all(&upgrade::accept_response(&request.ws_key))
         .await
@@ -89,14 +91,9 @@ pub(super) async fn serve_upgraded(
         return;
     }
     let cfg = &ctx.shared.config;
-    let mut ws_cfg = WebSocketConfig::default();
-    ws_cfg.read_buffer_size = cfg.ws_read_buffer_size;
-    ws_cfg.write_buffer_size = 0;
-    ws_cfg.max_write_buffer_size = cfg.ws_write_buffer_size.max(cfg.max_message_size * 2);
-    ws_cfg.max_message_size = Some(cfg.max_message_size);
-    ws_cfg.max_frame_size = Some(cfg.max_message_size);
     let rest = head.get(consumed..).unwrap_or_default().to_vec();
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_cfg)).await;
+    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(cfg)))
+        .await;
     let jitter = expiry_jitter_ms(ctx.shared.limits.session_timeout_s);
     let session = Session::new(request, known, now_ms(), jitter);
     let (tx, rx) = mpsc::unbounded();
@@ -110,6 +107,7 @@ pub(super) async fn serve_upgraded(
         conn_id,
         rx,
         held: Vec::new(),
+        outbox: Outbox::default(),
         claimed: None,
         profile_slot: 0,
         last_inbound: std::time::Instant::now(),
@@ -118,6 +116,12 @@ pub(super) async fn serve_upgraded(
     let reason = c.run().await;
     if let Some(identity) = c.claimed.take() {
         ctx.release(&identity, conn_id);
+    }
+    if c.session.is_registered() && !c.outbox.is_empty() {
+        let t = c
+            .outbox
+            .close(&ctx.shared.store, c.session.ident(), now_ms());
+        ctx.metrics.delivery(Delivery::Failed, t.failed);
     }
     for (_, reply) in c.held.drain(..) {
         let _ = reply.send(Err(DeliverError::Closed));
@@ -128,6 +132,49 @@ pub(super) async fn serve_upgraded(
     tracing::info!(conn = conn_id, %peer, reason, "agent disconnected");
 }
 
+/// The WebSocket settings of every agent connection: small read buffer, no write batching,
+/// bounded write buffer, and `MAX_MESSAGE_SIZE` for messages and frames (tungstenite's defaults —
+/// 128 KiB buffers, 64 MiB messages, unbounded writes — are wrong for a gateway).
+pub(super) fn ws_config(cfg: &crate::config::Config) -> WebSocketConfig {
+    let mut ws = WebSocketConfig::default();
+    ws.read_buffer_size = cfg.ws_read_buffer_size;
+    ws.write_buffer_size = 0;
+    ws.max_write_buffer_size = cfg.ws_write_buffer_size.max(cfg.max_message_size * 2);
+    ws.max_message_size = Some(cfg.max_message_size);
+    ws.max_frame_size = Some(cfg.max_message_size);
+    ws
+}
+
+/// The close a read error calls for: 1007 bad UTF-8, 1009 too big, 1002 protocol violation;
+/// `None` when the transport itself failed (nothing can be sent).
+pub(super) fn close_for(e: &WsError) -> Option<(CloseCode, &'static str)> {
+    match e {
+        WsError::Utf8(_) => Some((CloseCode::from(close::INVALID_PAYLOAD), "invalid UTF-8")),
+        WsError::Capacity(_) => Some((CloseCode::from(close::TOO_BIG), "message too big")),
+        WsError::Protocol(_) => Some((CloseCode::Protocol, "protocol error")),
+        _ => None,
+    }
+}
+
+/// Sends a close frame and waits (at most 2 s) for the close handshake.
+pub(super) async fn close_ws<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    code: CloseCode,
+    reason: &'static str,
+) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = futures_lite::future::or(
+        async {
+            let _ = ws.close(Some(frame)).await;
+        },
+        glommio::timer::sleep(Duration::from_secs(2)),
+    )
+    .await;
+}
+
 /// Spread of session-expiry closes: up to a tenth of the session, at most 5 minutes.
 fn expiry_jitter_ms(session_timeout_s: i64) -> i64 {
     let span = (session_timeout_s * 100).clamp(1, 300_000);
@@ -135,14 +182,16 @@ fn expiry_jitter_ms(session_timeout_s: i64) -> i64 {
     (r % span as u64) as i64
 }
 
-struct Conn {
+struct Conn<S> {
     ctx: Rc<ShardCtx>,
-    ws: Ws,
+    ws: WebSocketStream<S>,
     session: Session,
     conn_id: u64,
     rx: mpsc::UnboundedReceiver<ConnCmd>,
     /// Commands that arrived during the handshake, written when it ends.
     held: Vec<(Command, DeliverReply)>,
+    /// Durable commands written and not yet confirmed.
+    outbox: Outbox,
     claimed: Option<String>,
     /// Metrics profile slot: 0 unauthenticated, 1 v1, 2 v2.
     profile_slot: usize,
@@ -159,7 +208,7 @@ enum Event {
 /// Why the loop ended (for the log line).
 type Reason = &'static str;
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn run(&mut self) -> Reason {
         let cfg = &self.ctx.shared.config;
         let ping_every = cfg.ping_interval;
@@ -185,7 +234,11 @@ impl Conn {
             let mut wait = next_ping
                 .min(self.last_inbound + idle)
                 .saturating_duration_since(now);
-            if let Some(d) = self.session.next_deadline(&self.ctx.shared.limits) {
+            let deadlines = [
+                self.session.next_deadline(&self.ctx.shared.limits),
+                self.outbox.next_deadline(self.ack_timeout_ms()),
+            ];
+            for d in deadlines.into_iter().flatten() {
                 let ms = (d - now_ms()).max(0);
                 wait = wait.min(Duration::from_millis(ms as u64));
             }
@@ -227,6 +280,15 @@ impl Conn {
                         let env = ctx.env();
                         self.session.terminate(&env, ErrorKind::Replaced, now)
                     }
+                    ConnCmd::Revoke => {
+                        // The agent no longer exists: close 4001. Its presence is already gone.
+                        self.claimed = None;
+                        let now = now_ms();
+                        let ctx = Rc::clone(&self.ctx);
+                        let env = ctx.env();
+                        self.session
+                            .terminate(&env, ErrorKind::AuthenticationFailed, now)
+                    }
                     ConnCmd::Drain => {
                         // Spread closes over a short window so agents do not reconnect at once.
                         let spread = u64::from(crate::crypto::random::bytes::<1>()[0]) * 4;
@@ -236,7 +298,7 @@ impl Conn {
                     }
                     ConnCmd::Deliver(cmd, reply) => {
                         if self.session.handshake_over() {
-                            self.write_command(cmd, reply).await;
+                            self.write_command(cmd, Some(reply)).await;
                         } else {
                             self.held.push((cmd, reply));
                         }
@@ -244,6 +306,7 @@ impl Conn {
                     }
                 },
                 Event::Tick => {
+                    self.retry_overdue().await;
                     let now = now_ms();
                     let ctx = Rc::clone(&self.ctx);
                     let env = ctx.env();
@@ -295,12 +358,13 @@ impl Conn {
                         .connection(Some(self.profile_slot), Some(slot));
                     self.ctx.metrics.handshake(true, profile.number());
                     self.profile_slot = slot;
-                    self.ctx.claim(&identity, self.conn_id);
+                    self.ctx.claim(&identity, self.conn_id, self.session_info());
                     self.claimed = Some(identity);
                 }
                 Action::HandshakeOver => {
+                    self.flush_queue().await;
                     for (cmd, reply) in std::mem::take(&mut self.held) {
-                        self.write_command(cmd, reply).await;
+                        self.write_command(cmd, Some(reply)).await;
                     }
                 }
                 Action::PersistRegistration(p) => {
@@ -334,7 +398,7 @@ impl Conn {
                 Action::Registered { old_identity, uid } => {
                     tracing::info!(conn = self.conn_id, %uid, "agent registered");
                     self.ctx.release(&old_identity, self.conn_id);
-                    self.ctx.claim(&uid, self.conn_id);
+                    self.ctx.claim(&uid, self.conn_id, self.session_info());
                     self.claimed = Some(uid);
                 }
                 Action::Heartbeat => {
@@ -350,8 +414,31 @@ impl Conn {
                     };
                     self.ctx.metrics.message_in(kind, false);
                 }
-                Action::Ack(_) => self.ctx.metrics.message_in(None, false),
-                Action::Verified => {}
+                Action::Ack(id) => {
+                    self.ctx.metrics.message_in(None, false);
+                    if self.session.is_registered() {
+                        let ctx = Rc::clone(&self.ctx);
+                        if self
+                            .outbox
+                            .ack(&ctx.shared.store, self.session.ident(), &id, now_ms())
+                        {
+                            ctx.metrics.delivery(Delivery::Delivered, 1);
+                        } else {
+                            tracing::debug!(conn = self.conn_id, id, "ack for an unknown command");
+                        }
+                    }
+                }
+                Action::Verified => {
+                    if self.session.profile() == Profile::V1 && !self.outbox.is_empty() {
+                        let ctx = Rc::clone(&self.ctx);
+                        let t = self.outbox.confirm_all(
+                            &ctx.shared.store,
+                            self.session.ident(),
+                            now_ms(),
+                        );
+                        ctx.metrics.delivery(Delivery::Delivered, t.delivered);
+                    }
+                }
                 Action::Rejected(kind) => {
                     if kind == ErrorKind::AuthenticationFailed {
                         self.ctx
@@ -382,10 +469,91 @@ impl Conn {
         }
     }
 
-    async fn write_command(&mut self, cmd: Command, reply: DeliverReply) {
+    fn session_info(&self) -> crate::shard::SessionInfo {
+        crate::shard::SessionInfo {
+            profile: self.session.profile().number(),
+            session_expires: self.session.session_expires(),
+        }
+    }
+
+    fn ack_timeout_ms(&self) -> i64 {
+        i64::try_from(self.ctx.shared.config.ack_timeout.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Writes every pending queued command of this (registered) agent, in queue order.
+    async fn flush_queue(&mut self) {
+        if !self.session.is_registered() {
+            return;
+        }
+        let ctx = Rc::clone(&self.ctx);
+        let pending = match ctx
+            .shared
+            .store
+            .pending(self.session.ident(), now_ms() / 1000)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "pending commands not read");
+                return;
+            }
+        };
+        for q in pending {
+            if let Some(cmd) = command_of(&q) {
+                self.write_command(cmd, None).await;
+            }
+        }
+    }
+
+    /// v2: writes again the commands whose ack is overdue; fails those out of attempts.
+    async fn retry_overdue(&mut self) {
+        if self.outbox.is_empty() || self.session.profile() != Profile::V2 {
+            return;
+        }
+        let ctx = Rc::clone(&self.ctx);
+        let (again, t) = self.outbox.overdue(
+            &ctx.shared.store,
+            self.session.ident(),
+            self.ack_timeout_ms(),
+            now_ms(),
+        );
+        ctx.metrics.delivery(Delivery::Failed, t.failed);
+        for cmd in again {
+            ctx.metrics.delivery(Delivery::Retried, 1);
+            self.write_command(cmd, None).await;
+        }
+    }
+
+    /// Writes a command. A queued command (seq ≠ 0) of a registered agent is written once per
+    /// connection unless retried, and each write is recorded as an attempt first.
+    async fn write_command(&mut self, cmd: Command, reply: Option<DeliverReply>) {
         let now = now_ms();
         let ctx = Rc::clone(&self.ctx);
         let env = ctx.env();
+        let durable = cmd.seq != 0 && self.session.is_registered();
+        let mut attempt = None;
+        if durable {
+            // Already written on this connection and awaiting confirmation (a retry is taken
+            // out of the outbox before it is written again).
+            if self.outbox.contains(cmd.seq) {
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(DeliveryOutcome::Written));
+                }
+                return;
+            }
+            attempt = self.outbox.begin_attempt(
+                &ctx.shared.store,
+                self.session.ident(),
+                &cmd,
+                self.conn_id,
+                now,
+            );
+            if attempt.is_none() {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(DeliverError::NotPending));
+                }
+                return;
+            }
+        }
         let frame = self.session.command_frame(
             &env,
             &cmd.message_id,
@@ -401,42 +569,28 @@ impl Conn {
                 Err(_) => Err(DeliverError::Closed),
             },
         };
-        self.ctx.metrics.message_out(cmd.kind, result.is_ok());
-        let _ = reply.send(result);
+        ctx.metrics.message_out(cmd.kind, result.is_ok());
+        if let (Ok(_), Some(a)) = (&result, attempt) {
+            ctx.metrics.delivery(Delivery::Sent, 1);
+            self.outbox.written(cmd, a, now);
+        }
+        if let Some(r) = reply {
+            let _ = r.send(result);
+        }
     }
 
     async fn on_ws_error(&mut self, e: WsError) -> Reason {
-        match e {
-            WsError::Utf8(_) => {
-                self.close(CloseCode::from(close::INVALID_PAYLOAD), "invalid UTF-8")
-                    .await;
-                "invalid utf-8"
+        match close_for(&e) {
+            Some((code, reason)) => {
+                self.close(code, reason).await;
+                reason
             }
-            WsError::Capacity(_) => {
-                self.close(CloseCode::from(close::TOO_BIG), "message too big")
-                    .await;
-                "message too big"
-            }
-            WsError::Protocol(_) => {
-                self.close(CloseCode::Protocol, "protocol error").await;
-                "protocol error"
-            }
-            _ => "read failed",
+            None => "read failed",
         }
     }
 
     async fn close(&mut self, code: CloseCode, reason: &'static str) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let _ = futures_lite::future::or(
-            async {
-                let _ = self.ws.close(Some(frame)).await;
-            },
-            glommio::timer::sleep(Duration::from_secs(2)),
-        )
-        .await;
+        close_ws(&mut self.ws, code, reason).await;
     }
 }
 

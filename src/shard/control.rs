@@ -16,6 +16,8 @@ pub struct Command {
     pub msg_type: MsgType,
     /// The command's JSON text.
     pub message_json: Vec<u8>,
+    /// Its durable queue seq for this agent; 0 for a command that is not in the queue.
+    pub seq: u64,
 }
 
 /// What happened to a delivered command.
@@ -37,6 +39,18 @@ pub enum DeliverError {
     /// The gateway is shutting down.
     #[error("gateway is shutting down")]
     ShuttingDown,
+    /// The queued command is no longer pending (delivered, expired, failed or revoked).
+    #[error("command is no longer pending")]
+    NotPending,
+}
+
+/// What the admin API shows of a live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// 1 or 2.
+    pub profile: u8,
+    /// Unix seconds at which its session token expires.
+    pub session_expires: i64,
 }
 
 /// A reply slot for a delivery.
@@ -49,7 +63,11 @@ pub(crate) enum Control {
         cmd: Command,
         reply: DeliverReply,
     },
-    Connected {
+    Info {
+        identities: Vec<String>,
+        reply: oneshot::Sender<Vec<Option<SessionInfo>>>,
+    },
+    Revoke {
         identity: String,
         reply: oneshot::Sender<bool>,
     },
@@ -121,10 +139,58 @@ impl GatewayHandle {
 
     /// Whether `identity` has a live authenticated connection.
     pub async fn is_connected(&self, identity: &str) -> bool {
+        self.session_info(identity).await.is_some()
+    }
+
+    /// The live session of `identity`, if any.
+    pub async fn session_info(&self, identity: &str) -> Option<SessionInfo> {
+        self.sessions(&[identity.to_string()]).await.pop().flatten()
+    }
+
+    /// The live sessions of many identities at once (one message per shard), in input order.
+    pub async fn sessions(&self, identities: &[String]) -> Vec<Option<SessionInfo>> {
+        let n = self.senders.len();
+        let mut per_shard: Vec<(Vec<usize>, Vec<String>)> = vec![(Vec::new(), Vec::new()); n];
+        for (i, id) in identities.iter().enumerate() {
+            let s = super::owner_of(id, n);
+            per_shard[s].0.push(i);
+            per_shard[s].1.push(id.clone());
+        }
+        let mut out = vec![None; identities.len()];
+        let mut waits = Vec::new();
+        for (shard, (idx, ids)) in per_shard.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let (reply, rx) = oneshot::channel();
+            if self.senders[shard]
+                .unbounded_send(Control::Info {
+                    identities: ids,
+                    reply,
+                })
+                .is_ok()
+            {
+                waits.push((idx, rx));
+            }
+        }
+        for (idx, rx) in waits {
+            if let Ok(infos) = rx.await {
+                for (i, info) in idx.into_iter().zip(infos) {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = info;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Closes the live connection of `identity` with 4001 (revocation); `true` if there was one.
+    pub async fn revoke(&self, identity: &str) -> bool {
         let (reply, rx) = oneshot::channel();
         if self
             .owner(identity)
-            .unbounded_send(Control::Connected {
+            .unbounded_send(Control::Revoke {
                 identity: identity.to_string(),
                 reply,
             })

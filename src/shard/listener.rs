@@ -8,7 +8,7 @@ use super::{owner_of, Shared};
 use crate::protocol::session::Session;
 use crate::protocol::upgrade::{self, Parsed};
 use futures_channel::{mpsc, oneshot};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
@@ -83,8 +83,11 @@ async fn control_loop(
                 cmd,
                 reply,
             } => ctx.deliver(&identity, cmd, reply),
-            Control::Connected { identity, reply } => {
-                let _ = reply.send(ctx.is_present(&identity));
+            Control::Info { identities, reply } => {
+                let _ = reply.send(identities.iter().map(|i| ctx.session_info(i)).collect());
+            }
+            Control::Revoke { identity, reply } => {
+                let _ = reply.send(ctx.revoke(&identity));
             }
             Control::Stats { reply } => {
                 let _ = reply.send(ctx.stats());
@@ -121,57 +124,34 @@ async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: onesho
     }
 }
 
-/// Reads the upgrade head of a freshly accepted socket and hands it to its owner shard.
+/// Reads the upgrade head of a freshly accepted socket and hands it to its owner shard. A TLS
+/// connection is served where it was accepted (its session cannot move); presence pointers keep
+/// routing right.
 async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let peer = match stream.peer_addr() {
-        Ok(p) => p,
-        Err(_) => return,
+    let Ok(peer) = stream.peer_addr() else {
+        return;
     };
-    let timeout = ctx.shared.config.upgrade_timeout;
-    let head = futures_lite::future::or(read_head(&ctx, &mut stream), async {
-        glommio::timer::sleep(timeout).await;
-        Err(HeadError::Timeout)
-    })
-    .await;
-    let (buf, request, consumed) = match head {
-        Ok(h) => h,
-        Err(HeadError::Http(e)) => {
-            ctx.metrics.rejected(crate::metrics::Rejection::BadRequest);
-            let resp = upgrade::error_response(e.status, e.kind, &e.message);
-            let _ = stream.write_all(&resp).await;
-            let _ = stream.close().await;
+    if let Some(tls) = &ctx.shared.tls {
+        let acceptor = tls.acceptor();
+        let timeout = ctx.shared.config.upgrade_timeout;
+        let handshake =
+            futures_lite::future::or(async { acceptor.accept(stream).await.ok() }, async {
+                glommio::timer::sleep(timeout).await;
+                None
+            })
+            .await;
+        let Some(mut tls_stream) = handshake else {
             return;
+        };
+        if let Some((buf, request, consumed)) = admit(&ctx, &mut tls_stream, peer).await {
+            conn::serve_upgraded(ctx, tls_stream, buf, request, consumed, peer).await;
         }
-        Err(HeadError::Timeout | HeadError::Eof) => {
-            let _ = stream.close().await;
-            return;
-        }
-    };
-    if ctx.draining.get() {
-        ctx.metrics.rejected(crate::metrics::Rejection::Draining);
-        let resp = upgrade::error_response(503, "unavailable", "gateway is shutting down");
-        let _ = stream.write_all(&resp).await;
-        let _ = stream.close().await;
         return;
     }
-    if let Some(limiter) = &ctx.shared.connect_limiter {
-        let allowed = match limiter.lock() {
-            Ok(mut l) => l.allow(peer.ip(), super::now_ms()),
-            Err(p) => p.into_inner().allow(peer.ip(), super::now_ms()),
-        };
-        if !allowed {
-            ctx.metrics.rejected(crate::metrics::Rejection::RateLimited);
-            let resp = upgrade::error_response(
-                429,
-                "rate_limited",
-                "too many connections from this address",
-            );
-            let _ = stream.write_all(&resp).await;
-            let _ = stream.close().await;
-            return;
-        }
-    }
+    let Some((buf, request, consumed)) = admit(&ctx, &mut stream, peer).await else {
+        return;
+    };
     let owner = owner_of(&Session::canonical_id(&request), ctx.shared.shards);
     if owner != ctx.id {
         match OwnedSocket::dup_of(&stream) {
@@ -210,15 +190,72 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     conn::serve_upgraded(ctx, stream, buf, request, consumed, peer).await;
 }
 
+/// Reads the upgrade head (within `UPGRADE_TIMEOUT`) and applies the pre-upgrade checks, answering
+/// refusals with their HTTP status. `None` when the connection was refused or went away.
+async fn admit<S>(
+    ctx: &Rc<ShardCtx>,
+    stream: &mut S,
+    peer: SocketAddr,
+) -> Option<(Vec<u8>, upgrade::UpgradeRequest, usize)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let timeout = ctx.shared.config.upgrade_timeout;
+    let head = futures_lite::future::or(read_head(ctx, stream), async {
+        glommio::timer::sleep(timeout).await;
+        Err(HeadError::Timeout)
+    })
+    .await;
+    let refusal = match head {
+        Ok(h) => {
+            if ctx.draining.get() {
+                ctx.metrics.rejected(crate::metrics::Rejection::Draining);
+                upgrade::error_response(503, "unavailable", "gateway is shutting down")
+            } else if !connect_allowed(ctx, peer) {
+                ctx.metrics.rejected(crate::metrics::Rejection::RateLimited);
+                upgrade::error_response(
+                    429,
+                    "rate_limited",
+                    "too many connections from this address",
+                )
+            } else {
+                return Some(h);
+            }
+        }
+        Err(HeadError::Http(e)) => {
+            ctx.metrics.rejected(crate::metrics::Rejection::BadRequest);
+            upgrade::error_response(e.status, e.kind, &e.message)
+        }
+        Err(HeadError::Timeout | HeadError::Eof) => {
+            let _ = stream.close().await;
+            return None;
+        }
+    };
+    let _ = stream.write_all(&refusal).await;
+    let _ = stream.close().await;
+    None
+}
+
+/// Counts a connection attempt against the per-IP connect limit.
+fn connect_allowed(ctx: &ShardCtx, peer: SocketAddr) -> bool {
+    let Some(limiter) = &ctx.shared.connect_limiter else {
+        return true;
+    };
+    match limiter.lock() {
+        Ok(mut l) => l.allow(peer.ip(), super::now_ms()),
+        Err(p) => p.into_inner().allow(peer.ip(), super::now_ms()),
+    }
+}
+
 enum HeadError {
     Http(upgrade::UpgradeError),
     Timeout,
     Eof,
 }
 
-async fn read_head(
+async fn read_head<S: AsyncRead + Unpin>(
     ctx: &Rc<ShardCtx>,
-    stream: &mut TcpStream,
+    stream: &mut S,
 ) -> Result<(Vec<u8>, upgrade::UpgradeRequest, usize), HeadError> {
     let path = &ctx.shared.config.websocket_path;
     let mut buf = Vec::with_capacity(1024);

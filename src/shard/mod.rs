@@ -10,14 +10,22 @@
 mod batch;
 mod conn;
 mod control;
+mod echo;
 mod limits;
 mod listener;
+mod outbox;
 mod presence;
+mod service;
 mod sys;
+mod tls;
 
-pub use sys::{block_termination_signals, wait_for_termination};
+pub use echo::run_echo;
+pub use service::{Service, Sweep};
+pub use tls::{TlsConfig, TlsError};
 
-pub use control::{Command, DeliverError, DeliveryOutcome, GatewayHandle, ShardStats};
+pub use sys::{block_termination_signals, wait_for_termination, SIGHUP};
+
+pub use control::{Command, DeliverError, DeliveryOutcome, GatewayHandle, SessionInfo, ShardStats};
 
 use crate::config::Config;
 use crate::crypto::SigningKey;
@@ -48,11 +56,16 @@ pub struct Shared {
     pub live: std::sync::atomic::AtomicUsize,
     /// Per-client-IP connect limiter (touched once per connection attempt).
     pub connect_limiter: Option<Mutex<limits::ConnectLimiter>>,
+    /// `wss://` configuration, when a certificate is configured.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 /// Errors starting the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// TLS certificate or key unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// Binding the agent listener failed.
     #[error("cannot bind agent listener on {addr}: {source}")]
     Bind {
@@ -75,6 +88,8 @@ pub enum StartError {
 pub struct Gateway {
     /// Where agents connect.
     pub agent_addr: SocketAddr,
+    /// The TLS configuration, when serving `wss://`.
+    pub tls: Option<Arc<TlsConfig>>,
     handle: GatewayHandle,
     threads: Vec<JoinHandle<()>>,
 }
@@ -97,6 +112,10 @@ impl Gateway {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let limits = limits_of(&config);
+        let tls = match config.tls_paths() {
+            Some((cert, key)) => Some(Arc::new(TlsConfig::load(cert, key)?)),
+            None => None,
+        };
         let config_for_limits = config.clone();
         let (reservation, agent_addr) =
             sys::reserve_port(config.websocket_addr).map_err(|source| StartError::Bind {
@@ -113,6 +132,7 @@ impl Gateway {
             live: std::sync::atomic::AtomicUsize::new(0),
             connect_limiter: limits::ConnectLimiter::from_config(&config_for_limits)
                 .map(Mutex::new),
+            tls: tls.clone(),
         });
         let (handle, control_rxs) = control::channels(shards);
         let mesh = glommio::channels::channel_mesh::MeshBuilder::full(shards, 1024);
@@ -172,6 +192,7 @@ impl Gateway {
         drop(reservation);
         Ok(Gateway {
             agent_addr,
+            tls,
             handle,
             threads,
         })

@@ -5,7 +5,7 @@
 //! connection id: local when its shard is this one, a presence pointer otherwise.
 
 use super::batch::Batcher;
-use super::control::{Command, DeliverError, DeliverReply};
+use super::control::{Command, DeliverError, DeliverReply, SessionInfo};
 use super::sys::OwnedSocket;
 use super::{owner_of, Shared};
 use futures_channel::mpsc;
@@ -24,6 +24,17 @@ pub(crate) enum ConnCmd {
     Deliver(Command, DeliverReply),
     /// Graceful shutdown: close with 1001.
     Drain,
+    /// The agent was revoked: close with 4001.
+    Revoke,
+}
+
+/// A live identity as its owner shard knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Present {
+    /// Connection id (its shard in the top bits).
+    pub conn: u64,
+    /// Session facts for the admin API.
+    pub info: SessionInfo,
 }
 
 /// Messages between shards.
@@ -35,11 +46,13 @@ pub(crate) enum MeshMsg {
         peer: SocketAddr,
     },
     /// `identity` (owned by the receiver) now lives on connection `conn`.
-    Pointer { identity: String, conn: u64 },
+    Pointer { identity: String, present: Present },
     /// Connection `conn` of `identity` ended.
     Gone { identity: String, conn: u64 },
     /// Close connection `conn` (hosted by the receiver) with 4010.
     Replace { conn: u64 },
+    /// Close connection `conn` (hosted by the receiver) with 4001: revoked.
+    Revoke { conn: u64 },
     /// Deliver to connection `conn` (hosted by the receiver).
     Deliver {
         conn: u64,
@@ -61,7 +74,7 @@ pub(crate) struct ShardCtx {
     pub metrics: crate::metrics::ShardMetrics,
     mesh: Rc<Senders<MeshMsg>>,
     conns: RefCell<HashMap<u64, mpsc::UnboundedSender<ConnCmd>>>,
-    presence: RefCell<HashMap<String, u64>>,
+    presence: RefCell<HashMap<String, Present>>,
     next_conn: Cell<u64>,
     pub draining: Cell<bool>,
     pub handoffs_in: Cell<u64>,
@@ -144,16 +157,17 @@ impl ShardCtx {
 
     /// `conn` (hosted here) authenticated as `identity`: record presence, replacing any older
     /// connection of that identity.
-    pub fn claim(&self, identity: &str, conn: u64) {
+    pub fn claim(&self, identity: &str, conn: u64, info: SessionInfo) {
+        let present = Present { conn, info };
         let owner = self.owner(identity);
         if owner == self.id {
-            self.set_presence(identity, conn);
+            self.set_presence(identity, present);
         } else {
             self.mesh_send(
                 owner,
                 MeshMsg::Pointer {
                     identity: identity.to_string(),
-                    conn,
+                    present,
                 },
             );
         }
@@ -164,7 +178,7 @@ impl ShardCtx {
         let owner = self.owner(identity);
         if owner == self.id {
             let mut p = self.presence.borrow_mut();
-            if p.get(identity) == Some(&conn) {
+            if p.get(identity).map(|x| x.conn) == Some(conn) {
                 p.remove(identity);
             }
         } else {
@@ -178,35 +192,55 @@ impl ShardCtx {
         }
     }
 
-    fn set_presence(&self, identity: &str, conn: u64) {
+    fn set_presence(&self, identity: &str, present: Present) {
         let old = self
             .presence
             .borrow_mut()
-            .insert(identity.to_string(), conn);
-        if let Some(old) = old.filter(|o| *o != conn) {
-            self.kick(old);
+            .insert(identity.to_string(), present);
+        if let Some(old) = old.filter(|o| o.conn != present.conn) {
+            self.kick(old.conn, false);
         }
     }
 
-    fn kick(&self, conn: u64) {
+    /// Closes connection `conn` wherever it is: 4010 (replaced) or 4001 (revoked).
+    fn kick(&self, conn: u64, revoked: bool) {
         let shard = shard_of(conn);
         if shard == self.id {
             if let Some(tx) = self.conns.borrow().get(&conn) {
-                let _ = tx.unbounded_send(ConnCmd::Replace);
+                let cmd = if revoked {
+                    ConnCmd::Revoke
+                } else {
+                    ConnCmd::Replace
+                };
+                let _ = tx.unbounded_send(cmd);
             }
+        } else if revoked {
+            self.mesh_send(shard, MeshMsg::Revoke { conn });
         } else {
             self.mesh_send(shard, MeshMsg::Replace { conn });
         }
     }
 
-    /// Whether `identity` (owned here) has a live connection.
-    pub fn is_present(&self, identity: &str) -> bool {
-        self.presence.borrow().contains_key(identity)
+    /// Session facts of `identity` (owned here) if it has a live connection.
+    pub fn session_info(&self, identity: &str) -> Option<SessionInfo> {
+        self.presence.borrow().get(identity).map(|p| p.info)
+    }
+
+    /// Closes the live connection of `identity` (owned here) with 4001; `true` if there was one.
+    pub fn revoke(&self, identity: &str) -> bool {
+        let present = self.presence.borrow_mut().remove(identity);
+        match present {
+            Some(p) => {
+                self.kick(p.conn, true);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Routes a command for `identity` (owned here) to the connection holding it.
     pub fn deliver(&self, identity: &str, cmd: Command, reply: DeliverReply) {
-        let conn = self.presence.borrow().get(identity).copied();
+        let conn = self.presence.borrow().get(identity).map(|p| p.conn);
         match conn {
             None => {
                 let _ = reply.send(Err(DeliverError::NotConnected));
@@ -240,14 +274,15 @@ impl ShardCtx {
     pub fn on_mesh(&self, msg: MeshMsg) -> Option<(OwnedSocket, Vec<u8>, SocketAddr)> {
         match msg {
             MeshMsg::Handoff { socket, head, peer } => return Some((socket, head, peer)),
-            MeshMsg::Pointer { identity, conn } => self.set_presence(&identity, conn),
+            MeshMsg::Pointer { identity, present } => self.set_presence(&identity, present),
             MeshMsg::Gone { identity, conn } => {
                 let mut p = self.presence.borrow_mut();
-                if p.get(&identity) == Some(&conn) {
+                if p.get(&identity).map(|x| x.conn) == Some(conn) {
                     p.remove(&identity);
                 }
             }
-            MeshMsg::Replace { conn } => self.kick(conn),
+            MeshMsg::Replace { conn } => self.kick(conn, false),
+            MeshMsg::Revoke { conn } => self.kick(conn, true),
             MeshMsg::Deliver { conn, cmd, reply } => self.deliver_to_conn(conn, cmd, reply),
         }
         None
@@ -263,7 +298,7 @@ impl ShardCtx {
             present: presence.len(),
             pointers: presence
                 .values()
-                .filter(|c| shard_of(**c) != self.id)
+                .filter(|p| shard_of(p.conn) != self.id)
                 .count(),
             handoffs_in: self.handoffs_in.get(),
             handoffs_out: self.handoffs_out.get(),

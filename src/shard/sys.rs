@@ -134,11 +134,15 @@ fn termination_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Blocks SIGTERM and SIGINT in the calling thread and every thread it spawns afterwards, so
+/// SIGHUP: reload the TLS certificate.
+pub const SIGHUP: i32 = libc::SIGHUP;
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and every thread it spawns afterwards, so
 /// that [`wait_for_termination`] can receive them. Call before starting any thread.
 pub fn block_termination_signals() {
     let set = termination_set();
@@ -148,7 +152,7 @@ pub fn block_termination_signals() {
     }
 }
 
-/// Waits for SIGTERM or SIGINT (blocked beforehand by [`block_termination_signals`]).
+/// Waits for SIGTERM, SIGINT or SIGHUP (blocked beforehand by [`block_termination_signals`]).
 pub fn wait_for_termination() -> i32 {
     let set = termination_set();
     let mut sig: libc::c_int = 0;

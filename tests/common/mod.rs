@@ -24,13 +24,19 @@ pub struct TestGateway {
     pub running: Option<Running>,
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub public_key: [u8; 32],
 }
 
-/// Test configuration: loopback, ephemeral port, two shards, temp data dir.
+/// Admin token of in-process test gateways.
+pub const TOKEN: &str = "test-token";
+
+/// Test configuration: loopback, ephemeral ports, two shards, temp data dir.
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         websocket_addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(TOKEN.to_string()),
         data_dir: dir.to_path_buf(),
         shards: Some(2),
         ..Config::default()
@@ -49,10 +55,54 @@ impl TestGateway {
         let running = server::start(c).expect("gateway starts");
         TestGateway {
             addr: running.agent_addr,
+            admin: running.admin_addr,
             public_key: running.public_key,
             running: Some(running),
             dir,
         }
+    }
+
+    /// `POST /api/v1/agents/{id}/send` with the test token; returns (status, JSON).
+    pub fn send(&self, id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        http_json(
+            self.admin,
+            "POST",
+            &format!("/api/v1/agents/{id}/send"),
+            Some(TOKEN),
+            Some(&body.to_string()),
+        )
+    }
+
+    /// `GET /api/v1/messages/{id}`: the per-agent delivery records.
+    pub fn message(&self, id: &str) -> serde_json::Value {
+        let (status, v) = http_json(
+            self.admin,
+            "GET",
+            &format!("/api/v1/messages/{id}"),
+            Some(TOKEN),
+            None,
+        );
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// Status of the first delivery record of a message.
+    pub fn message_status(&self, id: &str) -> String {
+        self.message(id)["deliveries"][0]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Polls until the message's first delivery has `status` (bounded).
+    pub fn wait_status(&self, id: &str, status: &str) {
+        for _ in 0..250 {
+            if self.message_status(id) == status {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("message {id} never reached {status}: {}", self.message(id));
     }
 
     /// A new agent of this profile with a fresh key, that knows the gateway's key.
@@ -83,9 +133,26 @@ pub enum Recv {
     Eof,
 }
 
+/// A stream whose read timeout can be set (plain TCP, or TLS over TCP).
+pub trait Timeouts: Read + Write {
+    fn set_timeout(&self, d: Duration);
+}
+
+impl Timeouts for TcpStream {
+    fn set_timeout(&self, d: Duration) {
+        self.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
+impl Timeouts for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn set_timeout(&self, d: Duration) {
+        self.sock.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
 /// A connected test client.
-pub struct Client {
-    pub ws: WebSocket<TcpStream>,
+pub struct Client<S: Timeouts = TcpStream> {
+    pub ws: WebSocket<S>,
 }
 
 /// Unix seconds.
@@ -123,14 +190,76 @@ pub struct Refused {
 
 /// Sends `request` and reads the response head; a 101 gives a client.
 pub fn connect_raw(addr: SocketAddr, request: &[u8]) -> Result<Client, Refused> {
-    connect_on(TcpStream::connect(addr).unwrap(), request)
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    connect_on(stream, request)
+}
+
+/// Connects over TLS trusting only `ca_pem` (server name `localhost`) and upgrades.
+pub fn connect_tls(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+    request: &[u8],
+) -> Result<Client<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>, Refused> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    connect_on(rustls::StreamOwned::new(conn, tcp), request)
+}
+
+/// Writes a self-signed certificate for `localhost`/127.0.0.1 and its key with openssl.
+pub fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+        ])
+        .arg(format!("/CN={name}"))
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    (cert, key)
 }
 
 /// Like [`connect_raw`] on an already connected stream.
-pub fn connect_on(mut stream: TcpStream, request: &[u8]) -> Result<Client, Refused> {
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream.write_all(request).unwrap();
+pub fn connect_on<S: Timeouts>(mut stream: S, request: &[u8]) -> Result<Client<S>, Refused> {
+    stream.set_timeout(READ_TIMEOUT);
+    if stream.write_all(request).is_err() {
+        return Err(Refused {
+            status: 0,
+            body: String::new(),
+        });
+    }
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -173,7 +302,7 @@ pub fn connect(addr: SocketAddr, agent: &Agent, reconnect: Option<(&str, &str)>)
     connect_raw(addr, req.as_bytes()).expect("upgrade accepted")
 }
 
-impl Client {
+impl<S: Timeouts> Client<S> {
     pub fn send(&mut self, text: &str) {
         self.ws.send(Message::text(text.to_string())).unwrap();
     }
@@ -225,12 +354,9 @@ impl Client {
 
     /// Expects no frame for `d`.
     pub fn expect_silence(&mut self, d: Duration) {
-        self.ws.get_ref().set_read_timeout(Some(d)).unwrap();
+        self.ws.get_ref().set_timeout(d);
         let r = self.recv();
-        self.ws
-            .get_ref()
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .unwrap();
+        self.ws.get_ref().set_timeout(READ_TIMEOUT);
         assert_eq!(r, Recv::Timeout, "expected silence");
     }
 }
@@ -250,7 +376,7 @@ pub fn registration_request(agent: &Agent, host_id: &str) -> RegistrationRequest
 }
 
 /// M1 → R1 on a fresh connection; panics if refused.
-pub fn authenticate(c: &mut Client, agent: &mut Agent) {
+pub fn authenticate<S: Timeouts>(c: &mut Client<S>, agent: &mut Agent) {
     let m1 = agent.m1(now_s(), random::bytes::<16>());
     c.send(&m1);
     let r1 = c.recv_text();
@@ -258,7 +384,11 @@ pub fn authenticate(c: &mut Client, agent: &mut Agent) {
 }
 
 /// M3 → R2 → M4 → R3; returns (uid, token) and switches the agent to its uid.
-pub fn register(c: &mut Client, agent: &mut Agent, host_id: &str) -> (String, String) {
+pub fn register<S: Timeouts>(
+    c: &mut Client<S>,
+    agent: &mut Agent,
+    host_id: &str,
+) -> (String, String) {
     let m3 = agent
         .m3(&registration_request(agent, host_id), now_s())
         .unwrap();
@@ -301,6 +431,7 @@ pub fn command(
         kind,
         msg_type: aegis_gateway::protocol::envelope::MsgType::Request,
         message_json: json.as_bytes().to_vec(),
+        seq: 0,
     }
 }
 
@@ -313,3 +444,178 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub const V1: Profile = Profile::V1;
 /// Secure profile.
 pub const V2: Profile = Profile::V2;
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`); returns (status, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// JSON body of an HTTP call.
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let (status, text) = http(addr, method, path, token, body);
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The gateway binary running as a child process.
+pub struct Child {
+    pub child: std::process::Child,
+    pub agent_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub public_key: [u8; 32],
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Admin token used by child-process tests.
+pub const CHILD_TOKEN: &str = "test-admin-token-0123456789";
+
+impl Child {
+    /// Starts `aegis-gateway serve` on `data_dir` with ephemeral ports; waits for its "serving" line.
+    pub fn spawn(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Child {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aegis-gateway"));
+        cmd.arg("serve")
+            .env("DATA_DIR", data_dir)
+            .env("WEBSOCKET_ADDR", "127.0.0.1:0")
+            .env("ADMIN_ADDR", "127.0.0.1:0")
+            .env("ADMIN_TOKEN", CHILD_TOKEN)
+            .env("SHARDS", "2")
+            .env("LOG_FORMAT", "pretty")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("gateway binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("aegis-gateway serving") {
+                    let _ = tx.send(line.clone());
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gateway reports it is serving");
+        let field = |name: &str| -> String {
+            let start = line
+                .find(&format!("{name}="))
+                .unwrap_or_else(|| panic!("{name} in {line}"))
+                + name.len()
+                + 1;
+            line[start..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        };
+        let public_key =
+            aegis_gateway::protocol::payloads::decode_b64_exact::<32>(&field("public_key"))
+                .unwrap();
+        Child {
+            agent_addr: field("agent_addr").parse().unwrap(),
+            admin_addr: field("admin_addr").parse().unwrap(),
+            public_key,
+            child,
+            log,
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for exit (bounded); returns the exit code.
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    /// A new agent that knows this gateway's key.
+    pub fn agent(&self, agent_id: &str, profile: Profile) -> Agent {
+        Agent::new(
+            SigningKey::generate(),
+            agent_id,
+            profile,
+            Some(self.public_key),
+        )
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
