@@ -7,6 +7,7 @@
 //!
 //! | module | what it is |
 //! |---|---|
+//! | [`admin`] | admin HTTP/1.1 API on its own executor: routes, bearer auth, validation, OpenAPI, SSE |
 //! | [`config`] | one `Config`: defaults, env vars, flags, `validate()` |
 //! | [`crypto`] | Ed25519 (single + batch verify), ChaCha20-Poly1305, X25519 + HKDF, EdDSA JWT, PEM keys |
 //! | [`protocol`] | sans-IO: upgrade head, envelope, channels, signature strings, the session state machine, the agent side |
@@ -24,6 +25,7 @@
 //!
 //! Prerequisites: Linux ≥ 5.8 with io_uring; glommio registers 64 KiB of locked memory per shard.
 
+pub mod admin;
 pub mod config;
 pub mod crypto;
 pub mod metrics;
