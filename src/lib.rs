@@ -11,6 +11,7 @@
 //! | [`config`] | one `Config`: defaults, env vars, flags, `validate()` |
 //! | [`crypto`] | Ed25519 (single + batch verify), ChaCha20-Poly1305, X25519 + HKDF, EdDSA JWT, PEM keys |
 //! | [`protocol`] | sans-IO: upgrade head, envelope, channels, signature strings, the session state machine, the agent side |
+//! | [`router`] | agent→backend event routing; the admin API's operations on the gateway |
 //! | [`shard`] | glommio runtime: executors, SO_REUSEPORT listeners, socket hand-off, mesh, presence, verify batcher |
 //! | [`store`] | fjall keyspaces and group commit |
 //! | [`server`] | wiring for `serve` and tests |
@@ -30,6 +31,7 @@ pub mod config;
 pub mod crypto;
 pub mod metrics;
 pub mod protocol;
+pub mod router;
 pub mod server;
 pub mod shard;
 pub mod store;

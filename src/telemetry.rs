@@ -81,7 +81,7 @@ const QUIET: &str = "lsm_tree=warn,fjall=warn";
 fn default_filter() -> EnvFilter {
     EnvFilter::builder()
         .with_default_directive(DEFAULT_FILTER.into())
-        .parse_lossy(QUIET)
+        .parse_lossy(format!("{DEFAULT_FILTER},{QUIET}"))
 }
 
 /// Filter from a `RUST_LOG` value: `None` or empty gives `info`; an invalid value gives `info`

@@ -84,13 +84,23 @@ impl GatewayBackend {
                 .ok_or_else(|| ApiError::not_found("agent_not_found", "agent was just revoked")),
             many => Err(ApiError::conflict(
                 "ambiguous_host_id",
-                format!("host_id {id:?} is held by {} agents; address one by uid", many.len()),
+                format!(
+                    "host_id {id:?} is held by {} agents; address one by uid",
+                    many.len()
+                ),
                 serde_json::json!({ "agent_uids": many }),
             )),
         }
     }
 
-    fn new_message(&self, kind: BackendKind, msg_type: MsgType, payload: String, priority: u8, ttl_s: i64) -> NewMessage {
+    fn new_message(
+        &self,
+        kind: BackendKind,
+        msg_type: MsgType,
+        payload: String,
+        priority: u8,
+        ttl_s: i64,
+    ) -> NewMessage {
         NewMessage {
             message_id: crate::crypto::random::uuid_v4(),
             kind: kind.as_str().to_string(),
@@ -108,9 +118,13 @@ impl GatewayBackend {
             .unwrap_or_else(|| i64::try_from(self.config.message_ttl.as_secs()).unwrap_or(i64::MAX))
     }
 
-    async fn status_of(&self, rec: AgentRecord, live: Option<crate::shard::SessionInfo>) -> AgentStatus {
+    async fn status_of(
+        &self,
+        rec: AgentRecord,
+        live: Option<crate::shard::SessionInfo>,
+    ) -> AgentStatus {
         let channels = self.store.channels_of(&rec.agent_uid).unwrap_or_default();
-        let queue_depth = self.store.queue_depth(&rec.agent_uid);
+        let queue_depth = self.store.queue_depth(&rec.agent_uid).unwrap_or(0);
         AgentStatus {
             agent_id: rec.agent_uid,
             host_id: rec.host_id,
@@ -160,7 +174,8 @@ fn field<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
 
 fn matches_fields(rec: &AgentRecord, filter: Option<&AgentFilter>) -> bool {
     let Some(f) = filter else { return true };
-    let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    let eq =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
     eq(&f.os, field(&rec.platform, "os"))
         && eq(&f.arch, field(&rec.platform, "arch"))
         && eq(&f.agent_version, Some(rec.version.as_str()))
@@ -209,8 +224,12 @@ impl Backend for GatewayBackend {
         let uid = rec.agent_uid.clone();
         let kind = match channel::parse(&req.channel) {
             Ok(Channel::Backend { id: None, kind }) => kind,
-            Ok(Channel::Backend { id: Some(cid), kind })
-                if cid == uid || cid == id || self.resolve(cid).is_ok_and(|r| r.agent_uid == uid) =>
+            Ok(Channel::Backend {
+                id: Some(cid),
+                kind,
+            }) if cid == uid
+                || cid == id
+                || self.resolve(cid).is_ok_and(|r| r.agent_uid == uid) =>
             {
                 kind
             }
@@ -236,7 +255,8 @@ impl Backend for GatewayBackend {
         {
             Ok(q) => q,
             Err(QueueError::Full { depth }) => {
-                return Err(ApiError::too_many(
+                return Err(ApiError::new(
+                    429,
                     "queue_full",
                     format!("agent {uid} already has {depth} queued commands (MESSAGE_QUEUE_SIZE)"),
                 ))
@@ -246,7 +266,11 @@ impl Backend for GatewayBackend {
         self.store.sync().await.map_err(|e| {
             ApiError::unavailable(format!("command not durable, storage sync failed: {e}"))
         })?;
-        let status = match self.handle.deliver(&uid, command(&queued, kind, msg_type)).await {
+        let status = match self
+            .handle
+            .deliver(&uid, command(&queued, kind, msg_type))
+            .await
+        {
             Ok(DeliveryOutcome::Written) | Err(DeliverError::NotPending) => "sent",
             Err(_) => "queued",
         };
@@ -279,7 +303,8 @@ impl Backend for GatewayBackend {
             .map(|(u, l)| (u, l.is_some()))
             .filter(|(_, connected)| *connected || include_offline)
             .collect();
-        let template = self.new_message(kind, msg_type, payload, DEFAULT_PRIORITY, self.ttl_s(None));
+        let template =
+            self.new_message(kind, msg_type, payload, DEFAULT_PRIORITY, self.ttl_s(None));
         let message_id = template.message_id.clone();
         let items: Vec<(String, NewMessage)> = chosen
             .iter()
@@ -378,7 +403,10 @@ impl Backend for GatewayBackend {
         let deadline = std::time::Instant::now() + wait;
         let mut cursor = after;
         loop {
-            let batch = self.store.events_after(cursor, limit.max(1) * 4).map_err(internal)?;
+            let batch = self
+                .store
+                .events_after(cursor, limit.max(1) * 4)
+                .map_err(internal)?;
             let scanned_to = batch.last().map(|e| e.seq);
             let items: Vec<EventItem> = batch
                 .into_iter()
@@ -390,7 +418,8 @@ impl Backend for GatewayBackend {
                     agent_uid: e.agent_uid,
                     message_type: e.message_type,
                     id: e.id,
-                    body: serde_json::from_str(&e.body).unwrap_or(serde_json::Value::String(e.body)),
+                    body: serde_json::from_str(&e.body)
+                        .unwrap_or(serde_json::Value::String(e.body)),
                     at: server_time(e.at),
                 })
                 .collect();
@@ -414,7 +443,8 @@ impl crate::shard::Sweep for GatewayBackend {
         match self.store.expire_due(now_s(), 1_000) {
             Ok(0) => {}
             Ok(n) => {
-                metrics::counter!(crate::metrics::DELIVERIES, "status" => "expired").increment(n as u64);
+                metrics::counter!(crate::metrics::DELIVERIES, "status" => "expired")
+                    .increment(n as u64);
                 tracing::debug!(expired = n, "expired queued commands");
             }
             Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),

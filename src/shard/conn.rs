@@ -8,6 +8,7 @@ use super::presence::{ConnCmd, ShardCtx};
 use crate::metrics::Delivery;
 use crate::protocol::channel::{AgentKind, Channel};
 use crate::protocol::close;
+use crate::protocol::envelope::MsgType;
 use crate::protocol::session::Profile;
 use crate::protocol::session::{Action, KnownAgent, Session};
 use crate::protocol::upgrade::{self, Parsed, UpgradeRequest};
@@ -108,6 +109,7 @@ pub(super) async fn serve_upgraded<S>(
         rx,
         held: Vec::new(),
         outbox: Outbox::default(),
+        channels_seen: Vec::new(),
         claimed: None,
         profile_slot: 0,
         last_inbound: std::time::Instant::now(),
@@ -192,6 +194,8 @@ struct Conn<S> {
     held: Vec<(Command, DeliverReply)>,
     /// Durable commands written and not yet confirmed.
     outbox: Outbox,
+    /// Channels already recorded in the `channels` keyspace by this connection.
+    channels_seen: Vec<String>,
     claimed: Option<String>,
     /// Metrics profile slot: 0 unauthenticated, 1 v1, 2 v2.
     profile_slot: usize,
@@ -407,12 +411,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         .message_in(Some(AgentKind::Heartbeat), false);
                     self.touch_last_seen();
                 }
-                Action::Inbound { channel, .. } => {
+                Action::Inbound {
+                    id,
+                    channel,
+                    msg_type,
+                    body,
+                } => {
+                    let started = std::time::Instant::now();
                     let kind = match crate::protocol::channel::parse(&channel) {
                         Ok(Channel::Agent { kind, .. }) => Some(kind),
                         _ => None,
                     };
                     self.ctx.metrics.message_in(kind, false);
+                    self.route_inbound(&id, &channel, msg_type, &body);
+                    self.ctx
+                        .metrics
+                        .route_seconds
+                        .record(started.elapsed().as_secs_f64());
                 }
                 Action::Ack(id) => {
                     self.ctx.metrics.message_in(None, false);
@@ -451,6 +466,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         }
         None
+    }
+
+    /// Hands a verified agent message to the backend side: the event stream, and the agent's
+    /// channel record (written once per channel per connection).
+    fn route_inbound(&mut self, id: &str, channel: &str, msg_type: MsgType, body: &str) {
+        let store = &self.ctx.shared.store;
+        let now_s = now_ms() / 1000;
+        let agent = self.session.ident();
+        if let Err(e) =
+            crate::router::record_inbound(store, agent, channel, msg_type, id, body, now_s)
+        {
+            tracing::warn!(error = %e, "event not recorded");
+        }
+        if self.session.is_registered()
+            && !self.channels_seen.iter().any(|c| c == channel)
+            && self.channels_seen.len() < crate::router::CHANNELS_PER_CONN
+        {
+            self.channels_seen.push(channel.to_string());
+            let kind = channel.rsplit('.').next().unwrap_or_default();
+            if let Err(e) = store.touch_channel(agent, channel, kind, now_s) {
+                tracing::warn!(error = %e, "channel not recorded");
+            }
+        }
     }
 
     fn touch_last_seen(&mut self) {

@@ -58,11 +58,6 @@ impl Outbox {
         self.inflight.iter().any(|f| f.cmd.seq == seq)
     }
 
-    /// Number of commands in flight.
-    pub fn len(&self) -> usize {
-        self.inflight.len()
-    }
-
     /// Whether nothing is in flight.
     pub fn is_empty(&self) -> bool {
         self.inflight.is_empty()

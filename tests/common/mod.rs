@@ -239,6 +239,8 @@ pub fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, st
         .args([
             "-addext",
             "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
             "-keyout",
         ])
         .arg(&key)
