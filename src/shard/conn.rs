@@ -177,6 +177,11 @@ pub(super) async fn close_ws<S: AsyncRead + AsyncWrite + Unpin>(
     .await;
 }
 
+/// How long one frame may take to write: the ping interval, at most 10 s.
+fn write_deadline(cfg: &crate::config::Config) -> Duration {
+    cfg.ping_interval.min(Duration::from_secs(10))
+}
+
 /// Spread of session-expiry closes: up to a tenth of the session, at most 5 minutes.
 fn expiry_jitter_ms(session_timeout_s: i64) -> i64 {
     let span = (session_timeout_s * 100).clamp(1, 300_000);
@@ -225,12 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return "idle timeout";
             }
             if now >= next_ping {
-                if self
-                    .ws
-                    .send(Message::Ping(Vec::new().into()))
-                    .await
-                    .is_err()
-                {
+                if self.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return "write failed";
                 }
                 next_ping = now + ping_every;
@@ -346,7 +346,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         while let Some(a) = queue.pop_front() {
             match a {
                 Action::Send(text) => {
-                    if self.ws.send(Message::text(text)).await.is_err() {
+                    if self.send(Message::text(text)).await.is_err() {
                         return Some("write failed");
                     }
                 }
@@ -602,7 +602,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         );
         let result = match frame {
             None => Err(DeliverError::NotConnected),
-            Some(text) => match self.ws.send(Message::text(text)).await {
+            Some(text) => match self.send(Message::text(text)).await {
                 Ok(()) => Ok(DeliveryOutcome::Written),
                 Err(_) => Err(DeliverError::Closed),
             },
@@ -614,6 +614,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         if let Some(r) = reply {
             let _ = r.send(result);
+        }
+    }
+
+    /// Writes one frame within the write deadline. A peer that does not read (a full socket
+    /// buffer for longer than the deadline) is a slow consumer: the write fails and the
+    /// connection ends, so a stalled agent never pins memory or a task; its unconfirmed commands
+    /// go back to the durable queue.
+    async fn send(&mut self, msg: Message) -> Result<(), ()> {
+        let deadline = write_deadline(&self.ctx.shared.config);
+        let ws = &mut self.ws;
+        let sent = futures_lite::future::or(async { Some(ws.send(msg).await) }, async {
+            glommio::timer::sleep(deadline).await;
+            None
+        })
+        .await;
+        match sent {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(()),
+            None => {
+                tracing::warn!(
+                    conn = self.conn_id,
+                    "slow consumer: write deadline passed, closing"
+                );
+                Err(())
+            }
         }
     }
 
