@@ -1,0 +1,117 @@
+//! One process's run: start the executors, walk them through the barriers (sampling the gateway
+//! at each), drive commands when the scenario has them, and build the report.
+
+use crate::admin::AdminClient;
+use crate::coord::Coordinator;
+use crate::exec::{Executors, PhaseSync, Shared, B_END, B_RAMPED, B_READY, B_START};
+use crate::options::{Options, Scenario};
+use crate::progress::{Progress, Style};
+use crate::report::Report;
+use crate::stats::Live;
+use crate::window::Window;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Extra time after the deadline for the last handshakes and closes to finish.
+pub const GRACE: Duration = Duration::from_secs(15);
+
+/// Runs `opts` in this process and returns its report.
+pub fn run(opts: &Options) -> anyhow::Result<Report> {
+    let (ep, admin) = opts.validate()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(opts.duration_s);
+    let shared = Arc::new(Shared {
+        opts: Arc::new(opts.clone()),
+        ep,
+        live: Arc::new(Live::default()),
+        sync: PhaseSync::default(),
+        stop: AtomicBool::new(false),
+        uids: Mutex::new(Vec::new()),
+        deadline,
+    });
+    let coord = if opts.child.is_some() {
+        Coordinator::Child
+    } else {
+        Coordinator::Local
+    };
+    let style = match (opts.progress, opts.child.is_some()) {
+        (false, _) => Style::Off,
+        (true, true) => Style::Child,
+        (true, false) => Style::for_stderr(),
+    };
+    let live = Arc::clone(&shared.live);
+    let progress = Progress::start(style, opts.agents, move || live.snapshot());
+    let metrics = match opts.scenario {
+        Scenario::Throughput | Scenario::Steady | Scenario::Mixed if opts.child.is_none() => admin
+            .clone()
+            .map(|a| AdminClient::new(a, opts.admin_token.clone())),
+        _ => None,
+    };
+    let mut window = Window::new(opts.gateway_pid.filter(|_| opts.child.is_none()), metrics);
+    let execs = Executors::start(&shared, crate::scenario::script)?;
+    let parties = execs.count();
+    let mut ok = [B_START, B_RAMPED, B_READY]
+        .into_iter()
+        .all(|n| cross(&shared, &coord, &mut window, n, parties, deadline + GRACE));
+    let mut broadcast_http_ms = None;
+    let mut driver_tally = None;
+    if ok && opts.scenario.needs_admin() {
+        if let Some(admin) = &admin {
+            let d = crate::commands::drive(&shared, admin);
+            broadcast_http_ms = d.broadcast_http_ms;
+            driver_tally = Some(d.tally);
+        }
+    }
+    ok = ok
+        && cross(
+            &shared,
+            &coord,
+            &mut window,
+            B_END,
+            parties,
+            deadline + GRACE,
+        );
+    if !ok {
+        shared.sync.abort();
+    }
+    let mut tally = execs.join();
+    progress.stop();
+    if let Some(t) = driver_tally {
+        tally.merge(&t);
+    }
+    if !ok {
+        *tally.errors.entry("run_aborted".into()).or_default() += 1;
+    }
+    let mut timing = window.timing(opts.scenario);
+    timing.broadcast_http_ms = broadcast_http_ms;
+    let mut report = Report::from_tally(opts, &tally, timing);
+    report.gateway = window.gateway();
+    for p in &window.problems {
+        *report.warnings.entry(p.clone()).or_default() += 1;
+    }
+    report.refresh();
+    Ok(report)
+}
+
+/// Waits for the executors at barrier `n`, samples, lines up with peer processes, releases.
+fn cross(
+    shared: &Shared,
+    coord: &Coordinator,
+    window: &mut Window,
+    n: usize,
+    parties: usize,
+    until: Instant,
+) -> bool {
+    if !shared.sync.wait_arrived(n, parties, until) {
+        return false;
+    }
+    window.arrived(n);
+    if let Err(e) = coord.cross(n) {
+        eprintln!("aegis-loadgen: {e}");
+        return false;
+    }
+    window.released(n);
+    shared.sync.release(n);
+    true
+}

@@ -1,0 +1,117 @@
+//! What each executor does in each scenario, between the barriers of [`crate::exec`]:
+//!
+//! | scenario | ramp (`B_START` → `B_RAMPED`) | `B_RAMPED` → `B_READY` | window (`B_READY` → `B_END`) |
+//! |---|---|---|---|
+//! | connect | connect (+ registration) | | hold until the deadline (heartbeats) |
+//! | reconnect-storm | connect + registration | | drop all, reconnect all at once |
+//! | steady | connect | | heartbeats + events until the deadline |
+//! | throughput | connect | pre-sign `--frames` per agent | blast |
+//! | commands | connect + registration | | receive/ack until the driver is done |
+//! | mixed | connect + registration | | steady traffic + commands until the deadline |
+//!
+//! Every window that sends ends with a ping barrier per agent ([`Sim::settle`]): the pong proves
+//! the gateway processed everything the agent wrote, which is when messages count as accepted.
+
+use crate::exec::{
+    close_all, connect_all, connected, run_all, Shared, B_END, B_RAMPED, B_READY, B_START,
+};
+use crate::options::Scenario;
+use crate::sim::{Env, Sim};
+use crate::stats::h;
+use async_tungstenite::tungstenite::Message;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The executor script of every scenario.
+pub async fn script(env: Rc<Env>, shared: Arc<Shared>, sims: Vec<Sim>) {
+    let o = Arc::clone(&env.opts);
+    let executors = o.threads.min(o.agents).max(1) as f64;
+    let heartbeat = (o.heartbeat_s > 0.0).then(|| Duration::from_secs_f64(o.heartbeat_s));
+    let events = (o.event_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / o.event_rate));
+    if !shared.sync.barrier(B_START).await {
+        return;
+    }
+    let mut sims = connect_all(&env, sims, o.ramp / executors, h::HANDSHAKE).await;
+    if !shared.sync.barrier(B_RAMPED).await {
+        close_all(&env, sims).await;
+        return;
+    }
+    if o.registers() {
+        if let Ok(mut uids) = shared.uids.lock() {
+            for s in sims.iter().filter(|s| s.ws.is_some()) {
+                if let Some((uid, _)) = &s.creds {
+                    uids.push((uid.clone(), s.index));
+                }
+            }
+        }
+    }
+    let mut frames: Vec<Vec<Message>> = Vec::new();
+    if o.scenario == Scenario::Throughput {
+        for s in sims.iter_mut() {
+            match s.presign(o.frames, o.payload) {
+                Ok(f) if s.ws.is_some() => frames.push(f),
+                Ok(_) => frames.push(Vec::new()),
+                Err(e) => {
+                    env.rec.error(&e.label());
+                    frames.push(Vec::new());
+                }
+            }
+        }
+    }
+    if !shared.sync.barrier(B_READY).await {
+        close_all(&env, sims).await;
+        return;
+    }
+    let deadline = env.deadline;
+    sims = match o.scenario {
+        Scenario::Connect | Scenario::Commands => {
+            run_all(&env, &shared, sims, deadline, heartbeat, None).await
+        }
+        Scenario::Steady | Scenario::Mixed => {
+            run_all(&env, &shared, sims, deadline, heartbeat, events).await
+        }
+        Scenario::ReconnectStorm => storm(&env, sims).await,
+        Scenario::Throughput => blast_all(&env, sims, frames).await,
+    };
+    let still = connected(&sims);
+    env.rec.count(|c| c.connected_end += still);
+    shared.sync.barrier(B_END).await;
+    close_all(&env, sims).await;
+}
+
+/// Drops every connection at once, then reconnects every registered agent as fast as possible.
+async fn storm(env: &Rc<Env>, mut sims: Vec<Sim>) -> Vec<Sim> {
+    for s in sims.iter_mut() {
+        s.disconnect(env);
+    }
+    let (ready, lost): (Vec<Sim>, Vec<Sim>) = sims.into_iter().partition(|s| s.creds.is_some());
+    for _ in &lost {
+        env.rec.error("storm_agent_not_registered");
+    }
+    let mut out = connect_all(env, ready, 0.0, h::STORM_HANDSHAKE).await;
+    out.extend(lost);
+    out
+}
+
+/// Every agent blasts its pre-signed frames concurrently.
+async fn blast_all(env: &Rc<Env>, sims: Vec<Sim>, frames: Vec<Vec<Message>>) -> Vec<Sim> {
+    let tasks: Vec<_> = sims
+        .into_iter()
+        .zip(frames.into_iter().chain(std::iter::repeat_with(Vec::new)))
+        .map(|(mut sim, f)| {
+            let env = Rc::clone(env);
+            glommio::spawn_local(async move {
+                if sim.ws.is_some() && !f.is_empty() {
+                    sim.blast(&env, f).await;
+                }
+                sim
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
+}

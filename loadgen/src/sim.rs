@@ -1,0 +1,476 @@
+//! One simulated agent: the gateway's own sans-IO [`Agent`] driven over a real socket — connect,
+//! M1/R1, registration, heartbeats and events, command receipt with latency and acks, and the
+//! pre-signed blast of the throughput scenario.
+
+use crate::options::Options;
+use crate::stats::{h, Recorder};
+use crate::url::Endpoint;
+use crate::ws::{
+    next_incoming, next_text, tcp_connect, upgrade, upgrade_request, Fail, Incoming, Ws,
+};
+use aegis_gateway::crypto::{random, SigningKey};
+use aegis_gateway::protocol::agent::{Agent, AgentError};
+use aegis_gateway::protocol::envelope::MsgType;
+use aegis_gateway::protocol::payloads::{
+    RegistrationChallenge, RegistrationRequest, RegistrationResult,
+};
+use aegis_gateway::protocol::session::Profile;
+use async_tungstenite::tungstenite::Message;
+use futures_util::SinkExt;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait of one handshake step.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Payload of the ping whose pong proves every earlier frame was processed.
+pub const BARRIER: &[u8] = b"aegis-loadgen-barrier";
+/// Longest wait for that pong.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every agent of an executor shares.
+pub struct Env {
+    /// Agent endpoint.
+    pub ep: Endpoint,
+    /// The run's options.
+    pub opts: Arc<Options>,
+    /// The executor's recorder.
+    pub rec: Rc<Recorder>,
+    /// Hard end of the run.
+    pub deadline: Instant,
+}
+
+impl Env {
+    /// `STEP_TIMEOUT`, shortened so nothing waits past the deadline.
+    pub fn step(&self) -> Duration {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        STEP_TIMEOUT.min(left).max(Duration::from_millis(10))
+    }
+}
+
+/// Unix seconds.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// CLOCK_REALTIME in nanoseconds.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// What a gateway frame turned out to be.
+#[derive(Debug, PartialEq)]
+pub enum Handled {
+    /// A command, with the ack to write (v2).
+    Command(Option<String>),
+    /// An error frame (counted).
+    Error,
+}
+
+/// A simulated agent.
+pub struct Sim {
+    /// Global index (ids, profile and source address follow from it).
+    pub index: usize,
+    /// Protocol profile.
+    pub profile: Profile,
+    /// The protocol logic.
+    pub agent: Agent,
+    /// Its host id for registration.
+    pub host_id: String,
+    /// Source address, if chosen.
+    pub source: Option<Ipv4Addr>,
+    /// `(uid, bootstrap token)` after registration.
+    pub creds: Option<(String, String)>,
+    /// The live connection.
+    pub ws: Option<Ws>,
+    seen: HashSet<String>,
+    events: u64,
+    /// Messages written since the last barrier.
+    unsettled_sent: u64,
+    /// Error frames received since the last barrier.
+    unsettled_errors: u64,
+}
+
+impl Sim {
+    /// Agent number `index` of run `opts` (a fresh key).
+    pub fn new(index: usize, opts: &Options) -> Sim {
+        let profile = opts.profile.for_agent(index);
+        let agent_id = format!("lg-{}-{index}", opts.run_id);
+        let source = (!opts.source_ips.is_empty())
+            .then(|| opts.source_ips.get(index % opts.source_ips.len()).copied())
+            .flatten();
+        Sim {
+            index,
+            profile,
+            agent: Agent::new(
+                SigningKey::generate(),
+                &agent_id,
+                profile,
+                opts.gateway_public(),
+            ),
+            host_id: format!("lg-host-{}-{index}", opts.run_id),
+            source,
+            creds: None,
+            ws: None,
+            seen: HashSet::new(),
+            events: 0,
+            unsettled_sent: 0,
+            unsettled_errors: 0,
+        }
+    }
+
+    /// Drops the connection (no close frame), as a crashed or cut-off agent would.
+    pub fn disconnect(&mut self, env: &Env) {
+        if self.ws.take().is_some() {
+            env.rec.connected(-1);
+        }
+    }
+
+    /// Sends a close frame (bounded wait) and drops the connection.
+    pub async fn close(&mut self, env: &Env) {
+        if let Some(ws) = self.ws.as_mut() {
+            let _ = crate::ws::with_timeout(Duration::from_secs(1), "close", ws.close(None)).await;
+        }
+        self.disconnect(env);
+    }
+
+    /// Connects and authenticates (a reconnect when registered), recording upgrade→R1 latency
+    /// in `hist`; registers on a first connection when the run asks for it.
+    pub async fn connect(&mut self, env: &Env, hist: &str) -> Result<(), Fail> {
+        self.disconnect(env);
+        let step = env.step();
+        let stream = tcp_connect(env.ep.addr, self.source, step).await?;
+        self.agent.reset_session();
+        let reconnect = self.creds.as_ref().map(|(u, t)| (u.as_str(), t.as_str()));
+        let req = upgrade_request(
+            &env.ep,
+            self.agent.agent_id(),
+            self.agent.public_b64(),
+            reconnect,
+        );
+        let is_reconnect = reconnect.is_some();
+        let t0 = Instant::now();
+        let mut ws = upgrade(stream, &req, step).await?;
+        let m1 = self.agent.m1(now_s(), random::bytes::<16>());
+        ws.send(Message::text(m1)).await?;
+        let r1 = next_text(&mut ws, step, "r1").await?;
+        self.agent.on_r1(&r1)?;
+        env.rec.latency(hist, t0.elapsed());
+        env.rec.count(|c| {
+            c.authenticated += 1;
+            c.reconnected += u64::from(is_reconnect);
+        });
+        self.ws = Some(ws);
+        env.rec.connected(1);
+        if !is_reconnect && env.opts.registers() {
+            self.register(env, step).await?;
+        }
+        Ok(())
+    }
+
+    /// M3 → R2 → M4 → R3.
+    async fn register(&mut self, env: &Env, step: Duration) -> Result<(), Fail> {
+        let ws = self.ws.as_mut().ok_or(Fail::Eof)?;
+        let req = RegistrationRequest {
+            org_id: "org-loadgen".into(),
+            host_id: self.host_id.clone(),
+            agent_pubkey: self.agent.public_b64().to_string(),
+            agent_version: "1.0.0-loadgen".into(),
+            capabilities: serde_json::json!(["ebpf", "policies"]),
+            platform: serde_json::json!({"os": "linux", "arch": "x86_64"}),
+            network: serde_json::json!({"hostname": self.host_id}),
+            machine_id_hash: None,
+        };
+        let t0 = Instant::now();
+        ws.send(Message::text(self.agent.m3(&req, now_s())?))
+            .await?;
+        let r2 = self.agent.open(&next_text(ws, step, "r2").await?)?;
+        expect_channel(&r2, "agent.registration")?;
+        let challenge: RegistrationChallenge = serde_json::from_slice(&r2.body)
+            .map_err(|_| AgentError::Malformed("R2 payload".into()))?;
+        let m4 = self.agent.m4(&challenge, &self.host_id, now_s())?;
+        ws.send(Message::text(m4)).await?;
+        let r3 = self.agent.open(&next_text(ws, step, "r3").await?)?;
+        expect_channel(&r3, "agent.registration.complete")?;
+        let result: RegistrationResult = serde_json::from_slice(&r3.body)
+            .map_err(|_| AgentError::Malformed("R3 payload".into()))?;
+        self.agent.set_uid(&result.agent_uid);
+        self.creds = Some((result.agent_uid, result.bootstrap_token));
+        env.rec.latency(h::REGISTRATION, t0.elapsed());
+        env.rec.count(|c| c.registered += 1);
+        Ok(())
+    }
+
+    /// Steady state until cancelled or the connection fails: heartbeats every `heartbeat`,
+    /// events every `event_every`, commands opened (latency recorded) and acked (v2).
+    pub async fn run(
+        &mut self,
+        env: &Env,
+        heartbeat: Option<Duration>,
+        event_every: Option<Duration>,
+    ) {
+        if let Err(e) = self.run_inner(env, heartbeat, event_every).await {
+            env.rec.error(&e.label());
+            self.disconnect(env);
+        }
+    }
+
+    async fn run_inner(
+        &mut self,
+        env: &Env,
+        heartbeat: Option<Duration>,
+        event_every: Option<Duration>,
+    ) -> Result<(), Fail> {
+        let far = Duration::from_secs(3600);
+        let start = Instant::now();
+        // Random phases spread the fleet's traffic over the period.
+        let phase = |d: Duration| d.mul_f64(f64::from(random::bytes::<1>()[0]) / 256.0);
+        let mut next_hb = heartbeat.map_or(start + far, |d| start + phase(d));
+        let mut next_ev = event_every.map_or(start + far, |d| start + phase(d));
+        let channel = format!("agent.{}.logs", self.agent.ident());
+        loop {
+            let Some(ws) = self.ws.as_mut() else {
+                return Ok(());
+            };
+            let now = Instant::now();
+            if let (Some(d), true) = (heartbeat, now >= next_hb) {
+                ws.send(Message::text(self.agent.heartbeat(now_s())?))
+                    .await?;
+                env.rec.sent(1);
+                self.unsettled_sent += 1;
+                env.rec.count(|c| c.heartbeats_sent += 1);
+                next_hb = (next_hb + d).max(now);
+            }
+            if let (Some(d), true) = (event_every, now >= next_ev) {
+                self.events += 1;
+                let ts = now_s();
+                let body = event_body(self.events, ts, env.opts.payload);
+                let frame = self
+                    .agent
+                    .message(&channel, MsgType::Event, &body, ts, Vec::new())?;
+                ws.send(Message::text(frame)).await?;
+                env.rec.sent(1);
+                self.unsettled_sent += 1;
+                env.rec.count(|c| c.events_sent += 1);
+                next_ev = (next_ev + d).max(now);
+            }
+            let wait = next_hb
+                .min(next_ev)
+                .saturating_duration_since(Instant::now());
+            let got = futures_lite::future::or(async { Some(next_incoming(ws).await) }, async {
+                glommio::timer::sleep(wait).await;
+                None
+            })
+            .await;
+            match got {
+                None | Some(Ok(Incoming::Pong(_))) => {}
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Incoming::Text(t))) => self.on_text(env, &t).await?,
+            }
+        }
+    }
+
+    /// Handles a gateway frame and writes the ack it calls for.
+    async fn on_text(&mut self, env: &Env, t: &[u8]) -> Result<(), Fail> {
+        if let Handled::Command(Some(ack)) = self.handle(env, t)? {
+            if let Some(ws) = self.ws.as_mut() {
+                ws.send(Message::text(ack)).await?;
+                env.rec.sent(1);
+                self.unsettled_sent += 1;
+                env.rec.count(|c| c.acks_sent += 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a gateway frame after the handshake: errors are counted, commands timed and
+    /// (v2) answered with an ack.
+    pub fn handle(&mut self, env: &Env, frame: &[u8]) -> Result<Handled, Fail> {
+        let opened = self.agent.open(frame)?;
+        let channel = opened.envelope.channel.as_str();
+        if channel == "error" {
+            env.rec.error(&format!("gw_{}", error_kind(&opened.body)));
+            self.unsettled_errors += 1;
+            return Ok(Handled::Error);
+        }
+        if !channel.starts_with("backend.") {
+            return Err(Fail::Unexpected(channel.to_string()));
+        }
+        let id = opened.envelope.id.clone();
+        if self.seen.insert(id.clone()) {
+            let v: serde_json::Value = serde_json::from_slice(&opened.body).unwrap_or_default();
+            let broadcast = v.get("lg").and_then(|x| x.as_str()) == Some("broadcast");
+            if let Some(sent_at) = v.get("sent_at_ns").and_then(|x| x.as_u64()) {
+                let us = now_ns().saturating_sub(sent_at) / 1000;
+                let hist = if broadcast { h::BROADCAST } else { h::COMMAND };
+                env.rec.latency_us(hist, us);
+            }
+            if broadcast {
+                env.rec.count(|c| c.broadcasts_received += 1);
+                env.rec
+                    .live
+                    .broadcasts_received
+                    .fetch_add(1, Ordering::Relaxed);
+            } else {
+                env.rec.count(|c| c.commands_received += 1);
+                env.rec
+                    .live
+                    .commands_received
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            env.rec.count(|c| c.duplicates += 1);
+        }
+        Ok(Handled::Command(match self.profile {
+            Profile::V2 => Some(self.agent.ack(&id, now_s())?),
+            Profile::V1 => None,
+        }))
+    }
+
+    /// `n` events sealed/signed now, for [`Sim::blast`].
+    pub fn presign(&mut self, n: usize, payload: usize) -> Result<Vec<Message>, Fail> {
+        let channel = format!("agent.{}.logs", self.agent.ident());
+        let ts = now_s();
+        let mut frames = Vec::with_capacity(n);
+        for _ in 0..n {
+            self.events += 1;
+            let body = event_body(self.events, ts, payload);
+            let frame = self
+                .agent
+                .message(&channel, MsgType::Event, &body, ts, Vec::new())?;
+            frames.push(Message::text(frame));
+        }
+        Ok(frames)
+    }
+
+    /// Writes `frames` as fast as the socket takes them, then [`Sim::settle`]s.
+    pub async fn blast(&mut self, env: &Env, frames: Vec<Message>) {
+        let r = async {
+            let ws = self.ws.as_mut().ok_or(Fail::Eof)?;
+            for m in frames {
+                ws.feed(m).await?;
+                self.unsettled_sent += 1;
+                env.rec.sent(1);
+            }
+            Ok::<(), Fail>(())
+        }
+        .await;
+        match r {
+            Ok(()) => self.settle(env).await,
+            Err(e) => {
+                env.rec.error(&e.label());
+                self.disconnect(env);
+            }
+        }
+    }
+
+    /// Pings and waits (up to `SETTLE_TIMEOUT`) for the pong: the gateway handles a connection's
+    /// frames in order, so the pong proves it processed everything written before. Then the
+    /// messages written since the last barrier, less the error frames received, count as
+    /// accepted. Without the pong none of them count and the agent is dropped.
+    pub async fn settle(&mut self, env: &Env) {
+        if self.ws.is_none() {
+            return;
+        }
+        match crate::ws::with_timeout(SETTLE_TIMEOUT, "barrier", self.settle_inner(env)).await {
+            Ok(Ok(())) => {
+                let accepted = self.unsettled_sent.saturating_sub(self.unsettled_errors);
+                env.rec.count(|c| c.messages_accepted += accepted);
+            }
+            Ok(Err(e)) | Err(e) => {
+                env.rec.error(&e.label());
+                self.disconnect(env);
+            }
+        }
+        self.unsettled_sent = 0;
+        self.unsettled_errors = 0;
+    }
+
+    async fn settle_inner(&mut self, env: &Env) -> Result<(), Fail> {
+        let ws = self.ws.as_mut().ok_or(Fail::Eof)?;
+        ws.send(Message::Ping(BARRIER.to_vec().into())).await?;
+        loop {
+            let ws = self.ws.as_mut().ok_or(Fail::Eof)?;
+            match next_incoming(ws).await? {
+                Incoming::Pong(p) if p == BARRIER => return Ok(()),
+                Incoming::Pong(_) => {}
+                Incoming::Text(t) => self.on_text(env, &t).await?,
+            }
+        }
+    }
+}
+
+/// An event body of about `payload` bytes of JSON.
+pub fn event_body(seq: u64, ts: i64, payload: usize) -> Vec<u8> {
+    let head = format!("{{\"source\":\"aegis-loadgen\",\"seq\":{seq},\"ts\":{ts},\"pad\":\"");
+    let pad = payload.saturating_sub(head.len() + 2);
+    let mut body = Vec::with_capacity(head.len() + pad + 2);
+    body.extend_from_slice(head.as_bytes());
+    body.resize(head.len() + pad, b'x');
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+/// The `error` field of an error payload (`unknown` if absent).
+pub fn error_kind(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .filter(|k| k.len() <= 64 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn expect_channel(o: &aegis_gateway::protocol::agent::Opened, want: &str) -> Result<(), Fail> {
+    match o.envelope.channel.as_str() {
+        c if c == want => Ok(()),
+        "error" => Err(Fail::Gateway(error_kind(&o.body))),
+        other => Err(Fail::Unexpected(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_body_has_requested_size_and_is_json() {
+        for size in [0, 10, 256, 4096] {
+            let b = event_body(7, 1_700_000_000, size);
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!(v["seq"], 7);
+            if size > 80 {
+                assert_eq!(b.len(), size);
+            }
+        }
+    }
+
+    #[test]
+    fn error_kind_is_sanitised() {
+        assert_eq!(
+            error_kind(br#"{"error":"replay_detected","code":4006}"#),
+            "replay_detected"
+        );
+        assert_eq!(error_kind(b"not json"), "unknown");
+        assert_eq!(error_kind(br#"{"error":"a b\nc"}"#), "unknown");
+    }
+
+    #[test]
+    fn sims_spread_over_source_addresses_and_profiles() {
+        let mut o = Options::new(crate::options::Scenario::Connect);
+        o.profile = crate::options::ProfileChoice::Mix;
+        o.source_ips = vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)];
+        let a = Sim::new(4, &o);
+        let b = Sim::new(5, &o);
+        assert_eq!(a.source, Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(b.source, Some(Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!((a.profile, b.profile), (Profile::V1, Profile::V2));
+        assert!(a.agent.agent_id().ends_with("-4"));
+    }
+}

@@ -1,0 +1,58 @@
+//! Shared test helpers: a real gateway started in-process (127.0.0.1:0, temp dir, 2 shards, no
+//! rate limits) and loadgen options pointed at it.
+#![allow(dead_code)]
+
+use aegis_gateway::config::Config;
+use aegis_gateway::protocol::payloads::b64;
+use aegis_gateway::server::{self, Running};
+use aegis_loadgen::{Options, Scenario};
+
+pub struct Gateway {
+    pub running: Option<Running>,
+    _dir: tempfile::TempDir,
+    pub url: String,
+    pub key: String,
+}
+
+impl Gateway {
+    pub fn start() -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            websocket_addr: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().to_path_buf(),
+            shards: Some(2),
+            message_rate: 0,
+            connect_rate: 0,
+            ..Config::default()
+        };
+        let running = server::start(config).expect("gateway starts");
+        Gateway {
+            url: format!("ws://{}/ws/agent", running.agent_addr),
+            key: b64(&running.public_key),
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub fn handle(&self) -> aegis_gateway::shard::GatewayHandle {
+        self.running.as_ref().expect("running").handle()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+    }
+}
+
+/// Options for `scenario` against `gw`: 2 executors, gateway signatures verified, no progress.
+pub fn options(gw: &Gateway, scenario: Scenario) -> Options {
+    let mut o = Options::new(scenario);
+    o.url = gw.url.clone();
+    o.gateway_key = Some(gw.key.clone());
+    o.threads = 2;
+    o.progress = false;
+    o
+}
