@@ -38,4 +38,7 @@ pub use keys::{
     KeyError, SigningKey,
 };
 pub use token::{Claims, TokenError};
-pub use verify::{verify, verify_batch, verify_dalek, verify_ring, BatchItem};
+pub use verify::{
+    verify, verify_batch, verify_batch_parsed, verify_dalek, verify_ring, BatchItem, ParsedItem,
+    PublicKey,
+};

@@ -119,6 +119,73 @@ pub fn verify_dalek(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     }
 }
 
+/// A public key checked and decompressed once ([`strict_encodings`]' point rule plus a valid
+/// curve point), for signers whose messages are verified many times (a session's agent).
+/// Verifying with it skips the point decompression of `A` on every message.
+#[derive(Clone, Copy, Debug)]
+pub struct PublicKey {
+    bytes: [u8; 32],
+    key: VerifyingKey,
+}
+
+impl PublicKey {
+    /// `None` for a non-canonical, small-order or undecodable key (which could never verify).
+    pub fn parse(bytes: &[u8; 32]) -> Option<PublicKey> {
+        if !point_ok(bytes) {
+            return None;
+        }
+        let key = VerifyingKey::from_bytes(bytes).ok()?;
+        Some(PublicKey { bytes: *bytes, key })
+    }
+
+    /// The raw key.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// Single verification with the same rule as [`verify`].
+    pub fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
+        strict_encodings(&self.bytes, sig)
+            && self.key.verify(msg, &Signature::from_bytes(sig)).is_ok()
+    }
+}
+
+/// One signature to check in a batch, with an already parsed key.
+#[derive(Clone, Copy, Debug)]
+pub struct ParsedItem<'a> {
+    /// The signer's key.
+    pub public: &'a PublicKey,
+    /// The signed message.
+    pub msg: &'a [u8],
+    /// The signature `R ‖ s`.
+    pub sig: &'a [u8; 64],
+}
+
+/// [`verify_batch`] for pre-parsed keys: same rule, same results, no decompression of `A`.
+pub fn verify_batch_parsed(items: &[ParsedItem<'_>], out: &mut Vec<bool>) {
+    out.clear();
+    out.resize(items.len(), false);
+    let mut index = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    let mut msgs = Vec::with_capacity(items.len());
+    let mut sigs = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if !strict_encodings(&item.public.bytes, item.sig) {
+            continue;
+        }
+        index.push(i);
+        keys.push(item.public.key);
+        msgs.push(item.msg);
+        sigs.push(Signature::from_bytes(item.sig));
+    }
+    let batch_ok = index.len() > 1 && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
+    for (((i, key), msg), sig) in index.into_iter().zip(&keys).zip(msgs).zip(&sigs) {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = batch_ok || key.verify(msg, sig).is_ok();
+        }
+    }
+}
+
 /// One signature to check in a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchItem<'a> {
@@ -138,28 +205,26 @@ pub struct BatchItem<'a> {
 /// signature never makes a good one fail. Results equal [`verify`]'s item by item, except
 /// for key-holder-crafted torsion signatures (see the module doc).
 pub fn verify_batch(items: &[BatchItem<'_>], out: &mut Vec<bool>) {
+    let parsed: Vec<Option<PublicKey>> = items.iter().map(|i| PublicKey::parse(i.public)).collect();
+    let mut index = Vec::with_capacity(items.len());
+    let mut good = Vec::with_capacity(items.len());
+    for (i, (item, key)) in items.iter().zip(&parsed).enumerate() {
+        if let Some(public) = key {
+            index.push(i);
+            good.push(ParsedItem {
+                public,
+                msg: item.msg,
+                sig: item.sig,
+            });
+        }
+    }
+    let mut inner = Vec::with_capacity(good.len());
+    verify_batch_parsed(&good, &mut inner);
     out.clear();
     out.resize(items.len(), false);
-    let mut index = Vec::with_capacity(items.len());
-    let mut keys = Vec::with_capacity(items.len());
-    let mut msgs = Vec::with_capacity(items.len());
-    let mut sigs = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if !strict_encodings(item.public, item.sig) {
-            continue;
-        }
-        let Ok(key) = VerifyingKey::from_bytes(item.public) else {
-            continue;
-        };
-        index.push(i);
-        keys.push(key);
-        msgs.push(item.msg);
-        sigs.push(Signature::from_bytes(item.sig));
-    }
-    let batch_ok = index.len() > 1 && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
-    for (((i, key), msg), sig) in index.into_iter().zip(&keys).zip(msgs).zip(&sigs) {
+    for (i, ok) in index.into_iter().zip(inner) {
         if let Some(slot) = out.get_mut(i) {
-            *slot = batch_ok || key.verify(msg, sig).is_ok();
+            *slot = ok;
         }
     }
 }

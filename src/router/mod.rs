@@ -2,33 +2,64 @@
 //! admin API's operations on the gateway ([`backend::GatewayBackend`]).
 //!
 //! Agent→backend messages (events, status, anomalies, …) are appended to the `events` keyspace,
-//! which the SSE stream of the admin API reads (resumable by event seq). Heartbeats only update
+//! which the SSE stream of the admin API reads (resumable by event seq). A shard collects the
+//! events of one scheduler round and appends them in one write batch ([`EventBatch`]), so the
+//! store costs one journal write per round, not per message. Heartbeats only update
 //! `last_seen`, at a bounded rate (see `shard::conn`).
 
 pub mod backend;
 
 use crate::protocol::envelope::MsgType;
-use crate::store::{NewEvent, Store, StoreError};
+use crate::store::{NewEvent, Store};
+use std::cell::RefCell;
 
 /// Channels remembered per connection before `channels` writes stop being deduplicated.
 pub const CHANNELS_PER_CONN: usize = 16;
 
-/// Records a verified agent message for the event stream; returns its event seq.
-pub fn record_inbound(
-    store: &Store,
+/// Events appended at once at most.
+pub const MAX_EVENT_BATCH: usize = 512;
+
+/// A verified agent message for the event stream.
+pub fn event(
     agent: &str,
     channel: &str,
     msg_type: MsgType,
     id: &str,
     body: &str,
     now_s: i64,
-) -> Result<u64, StoreError> {
-    store.append_event(&NewEvent {
+) -> NewEvent {
+    NewEvent {
         channel: channel.to_string(),
         agent_uid: agent.to_string(),
         message_type: msg_type.as_str().to_string(),
         id: id.to_string(),
         body: body.to_string(),
         at: now_s,
-    })
+    }
+}
+
+/// Events waiting for the end of the scheduler round (one per shard; not thread-safe).
+#[derive(Default)]
+pub struct EventBatch {
+    pending: RefCell<Vec<NewEvent>>,
+}
+
+impl EventBatch {
+    /// Adds an event; returns `true` when the batch is full and should be flushed now.
+    pub fn push(&self, ev: NewEvent) -> bool {
+        let mut p = self.pending.borrow_mut();
+        p.push(ev);
+        p.len() >= MAX_EVENT_BATCH
+    }
+
+    /// Appends everything pending in one write batch.
+    pub fn flush(&self, store: &Store) {
+        let evs = std::mem::take(&mut *self.pending.borrow_mut());
+        if evs.is_empty() {
+            return;
+        }
+        if let Err(e) = store.append_events(&evs) {
+            tracing::warn!(error = %e, dropped = evs.len(), "events not recorded");
+        }
+    }
 }

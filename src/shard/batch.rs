@@ -5,7 +5,7 @@
 //! (the flush task yields once, then verifies whatever has accumulated). Under light load that is
 //! a batch of one, verified at once; under load, one `verify_batch` call serves many connections.
 
-use crate::crypto::{verify_batch, BatchItem};
+use crate::crypto::{verify_batch_parsed, ParsedItem};
 use crate::protocol::session::VerifyJob;
 use futures_channel::oneshot;
 use std::cell::{Cell, RefCell};
@@ -72,15 +72,15 @@ impl Batcher {
         let mut results = self.results.borrow_mut();
         results.clear();
         {
-            let items: Vec<BatchItem<'_>> = batch
+            let items: Vec<ParsedItem<'_>> = batch
                 .iter()
-                .map(|(j, _)| BatchItem {
+                .map(|(j, _)| ParsedItem {
                     public: &j.public,
                     msg: &j.msg,
                     sig: &j.sig,
                 })
                 .collect();
-            verify_batch(&items, &mut results);
+            verify_batch_parsed(&items, &mut results);
         }
         let (b, s) = self.stats.get();
         self.stats.set((b + 1, s + batch.len() as u64));

@@ -471,14 +471,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Hands a verified agent message to the backend side: the event stream, and the agent's
     /// channel record (written once per channel per connection).
     fn route_inbound(&mut self, id: &str, channel: &str, msg_type: MsgType, body: &str) {
-        let store = &self.ctx.shared.store;
         let now_s = now_ms() / 1000;
         let agent = self.session.ident();
-        if let Err(e) =
-            crate::router::record_inbound(store, agent, channel, msg_type, id, body, now_s)
-        {
-            tracing::warn!(error = %e, "event not recorded");
-        }
+        self.ctx.record_event(crate::router::event(
+            agent, channel, msg_type, id, body, now_s,
+        ));
+        let store = &self.ctx.shared.store;
         if self.session.is_registered()
             && !self.channels_seen.iter().any(|c| c == channel)
             && self.channels_seen.len() < crate::router::CHANNELS_PER_CONN

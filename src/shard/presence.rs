@@ -77,6 +77,8 @@ pub(crate) struct ShardCtx {
     presence: RefCell<HashMap<String, Present>>,
     next_conn: Cell<u64>,
     pub draining: Cell<bool>,
+    events: crate::router::EventBatch,
+    events_scheduled: Cell<bool>,
     pub handoffs_in: Cell<u64>,
     pub handoffs_out: Cell<u64>,
 }
@@ -94,6 +96,8 @@ impl ShardCtx {
             presence: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             draining: Cell::new(false),
+            events: crate::router::EventBatch::default(),
+            events_scheduled: Cell::new(false),
             handoffs_in: Cell::new(0),
             handoffs_out: Cell::new(0),
         })
@@ -105,6 +109,22 @@ impl ShardCtx {
             key: &self.shared.key,
             limits: &self.shared.limits,
             nonces: &self.shared.nonces,
+        }
+    }
+
+    /// Queues an event for the event stream; the batch is appended at the end of this scheduler
+    /// round (or at once when full).
+    pub fn record_event(self: &Rc<Self>, ev: crate::store::NewEvent) {
+        if self.events.push(ev) {
+            self.events.flush(&self.shared.store);
+        } else if !self.events_scheduled.replace(true) {
+            let me = Rc::clone(self);
+            glommio::spawn_local(async move {
+                futures_lite::future::yield_now().await;
+                me.events_scheduled.set(false);
+                me.events.flush(&me.shared.store);
+            })
+            .detach();
         }
     }
 

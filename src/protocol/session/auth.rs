@@ -141,8 +141,11 @@ impl Session {
                 req.kx.as_deref().unwrap_or(""),
             ),
         };
+        let public = self
+            .agent_key
+            .ok_or("public_key is not a valid Ed25519 key")?;
         let job = VerifyJob {
-            public: pk,
+            public,
             msg: signed,
             sig,
         };

@@ -96,8 +96,8 @@ impl Profile {
 /// A signature check the runtime must perform (batched) before the session can go on.
 #[derive(Debug, Clone)]
 pub struct VerifyJob {
-    /// Signer's public key.
-    pub public: [u8; 32],
+    /// Signer's public key (parsed once per session).
+    pub public: crate::crypto::PublicKey,
     /// Signed bytes.
     pub msg: Vec<u8>,
     /// Signature.
@@ -224,6 +224,8 @@ enum Deferred {
 /// Per-connection protocol state.
 pub struct Session {
     upgrade: UpgradeRequest,
+    /// The agent's key from the upgrade, decompressed once; `None` if it is not a valid key.
+    agent_key: Option<crate::crypto::PublicKey>,
     known: Option<KnownAgent>,
     created_ms: i64,
     phase: Phase,
@@ -259,6 +261,7 @@ impl Session {
         expiry_jitter_ms: i64,
     ) -> Self {
         Session {
+            agent_key: crate::crypto::PublicKey::parse(&upgrade.public_key),
             upgrade,
             known,
             created_ms: now_ms,

@@ -120,8 +120,11 @@ impl Session {
                     seq,
                     &e.payload,
                 );
+                let Some(public) = self.agent_key else {
+                    return Step::actions(out);
+                };
                 let job = VerifyJob {
-                    public: self.upgrade.public_key,
+                    public,
                     msg: signed,
                     sig,
                 };
@@ -160,8 +163,11 @@ impl Session {
                         };
                         let pk = crate::protocol::payloads::b64(&self.upgrade.public_key);
                         let signed = sigstr::v1_msg(&self.ident, &pk, e.timestamp, nonce);
+                        let Some(public) = self.agent_key else {
+                            return Step::actions(out);
+                        };
                         let job = VerifyJob {
-                            public: self.upgrade.public_key,
+                            public,
                             msg: signed,
                             sig,
                         };

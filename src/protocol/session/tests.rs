@@ -89,7 +89,7 @@ impl Pair {
         let step = self.session.on_frame(&env, &mut buf, now);
         let mut out = step.actions;
         if let Some(job) = step.verify {
-            let ok = crypto::verify(&job.public, &job.msg, &job.sig);
+            let ok = job.public.verify(&job.msg, &job.sig);
             out.extend(self.session.on_verified(&env, ok, now));
         }
         out
