@@ -110,6 +110,7 @@ fn route(
         kind: BackendKind::Policies,
         msg_type: MsgType::Request,
         message_json: message,
+        seq: 0,
     };
     let deliver =
         |uid: &str| futures_lite::future::block_on(handle.deliver(uid, cmd.clone())).is_ok();
