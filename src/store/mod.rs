@@ -1,4 +1,5 @@
-//! Persistence on fjall: agents, their host index, pending registrations, and group commit.
+//! Persistence on fjall: agents, their host index, pending registrations, the durable command
+//! queue with delivery status, channels, the event log, and group commit.
 //!
 //! One [`Store`] is opened per process and cloned into every shard (`Clone + Send + Sync`, an
 //! `Arc` inside). Writes go to fjall's journal and OS buffers at once (cheap, no fsync);
@@ -10,12 +11,21 @@
 //! the read and the buffered write, never across an fsync.
 
 mod agents;
+mod channels;
 pub mod codec;
 mod commit;
+mod events;
+mod queue;
 mod registrations;
 
 pub use agents::{AgentRecord, MAX_LIST_LIMIT, MAX_UIDS_PER_HOST};
+pub use channels::{ChannelRecord, MAX_CHANNELS_LISTED, TOUCH_INTERVAL_S};
 pub use commit::SyncWaiter;
+pub use events::{channel_matches, EventScan, NewEvent, StoredEvent, MAX_EVENTS_PAGE};
+pub use queue::{
+    Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT,
+    MAX_BATCH_BYTES, MAX_ERROR_LEN, MAX_SWEEP,
+};
 pub use registrations::Registration;
 
 use commit::Committer;
@@ -141,13 +151,14 @@ pub struct Keyspaces {
     pub agents_by_host: Keyspace,
     /// `registration_id` → [`Registration`] JSON.
     pub registrations: Keyspace,
-    /// Durable command queue (`agent_uid ‖ seq BE`).
+    /// Durable command queue (`agent_uid ‖ 0x00 ‖ seq BE`) and its expiry index (keys
+    /// starting with 0x00); see `store::queue`.
     pub queue: Keyspace,
-    /// `message_id` → queue key.
+    /// `message_id ‖ 0x00 ‖ agent_uid` → queue key or final record, and a retention index.
     pub messages: Keyspace,
-    /// `agent_uid ‖ channel` → channel state.
+    /// `agent_uid ‖ 0x00 ‖ channel` → [`ChannelRecord`].
     pub channels: Keyspace,
-    /// `channel ‖ seq` → recent agent event.
+    /// Global event seq (u64 BE) → [`StoredEvent`].
     pub events: Keyspace,
 }
 
@@ -162,6 +173,10 @@ struct Inner {
     ks: Keyspaces,
     locks: KeyLocks,
     agent_count: AtomicU64,
+    /// Per-agent queue state (next seq, depth) and the per-agent lock of queue and channels.
+    queues: queue::QueueState,
+    /// The global event seq.
+    events: events::EventLog,
     /// Dropped last: joins the committer thread, which holds the last other database handle.
     committer: Committer,
 }
@@ -212,6 +227,7 @@ impl Store {
             events: open("events")?,
         };
         let agent_count = ks.agents.len().ctx("counting agents")? as u64;
+        let events = events::EventLog::recover(&ks.events)?;
         let committer = Committer::spawn(db.clone(), dir, gate)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -219,6 +235,8 @@ impl Store {
                 ks,
                 locks: KeyLocks::new(),
                 agent_count: AtomicU64::new(agent_count),
+                queues: queue::QueueState::new(),
+                events,
                 committer,
             }),
         })
