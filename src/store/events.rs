@@ -90,6 +90,28 @@ impl EventLog {
     }
 }
 
+/// A [`StoredEvent`] without its seq, borrowed, as encoded before the seq is known.
+#[derive(Serialize)]
+struct EventFields<'a> {
+    channel: &'a str,
+    agent_uid: &'a str,
+    message_type: &'a str,
+    id: &'a str,
+    body: &'a str,
+    at: i64,
+}
+
+/// `{"seq":N,` followed by the encoded [`EventFields`] without its `{`: a [`StoredEvent`].
+fn with_seq(seq: u64, fields: &[u8]) -> Vec<u8> {
+    let rest = fields.get(1..).unwrap_or_default();
+    let mut value = Vec::with_capacity(rest.len() + 28);
+    value.extend_from_slice(b"{\"seq\":");
+    value.extend_from_slice(seq.to_string().as_bytes());
+    value.push(b',');
+    value.extend_from_slice(rest);
+    value
+}
+
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(key)
         .map(u64::from_be_bytes)
@@ -115,6 +137,21 @@ impl Store {
     /// # Errors
     /// Oversized record ([`StoreError::TooLarge`]), storage error.
     pub fn append_events(&self, evs: &[NewEvent]) -> Result<Range<u64>, StoreError> {
+        // Encode outside the lock; under it only the seq is spliced in front.
+        let encoded = evs
+            .iter()
+            .map(|ev| {
+                let fields = EventFields {
+                    channel: &ev.channel,
+                    agent_uid: &ev.agent_uid,
+                    message_type: &ev.message_type,
+                    id: &ev.id,
+                    body: &ev.body,
+                    at: ev.at,
+                };
+                codec::encode(WHAT, &fields)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let ks = &self.inner.ks.events;
         let mut next = self
             .inner
@@ -125,17 +162,8 @@ impl Store {
         let first = *next;
         let mut batch = self.inner.db.batch();
         let mut seq = first;
-        for ev in evs {
-            let stored = StoredEvent {
-                seq,
-                channel: ev.channel.clone(),
-                agent_uid: ev.agent_uid.clone(),
-                message_type: ev.message_type.clone(),
-                id: ev.id.clone(),
-                body: ev.body.clone(),
-                at: ev.at,
-            };
-            batch.insert(ks, seq.to_be_bytes(), codec::encode(WHAT, &stored)?);
+        for fields in encoded {
+            batch.insert(ks, seq.to_be_bytes(), with_seq(seq, &fields));
             seq = seq.saturating_add(1);
         }
         batch.commit().ctx("appending events")?;
@@ -183,6 +211,12 @@ impl Store {
         scan_limit: usize,
     ) -> Result<EventScan, StoreError> {
         let limit = limit.min(MAX_EVENTS_PAGE);
+        if limit == 0 {
+            return Ok(EventScan {
+                events: Vec::new(),
+                scanned_to: after,
+            });
+        }
         let mut events = Vec::new();
         let scanned_to = self.scan_events(after, scan_limit, |ev| {
             if channel_matches(pattern, &ev.channel) {
@@ -265,6 +299,7 @@ pub fn channel_matches(pattern: &str, channel: &str) -> bool {
     let mut chan = channel.split('.');
     loop {
         match (pat.next(), chan.next()) {
+            (Some(">"), Some(_)) if pat.peek().is_none() => return true,
             (Some("*"), Some(_)) => {}
             (Some(p), Some(c)) if p == c => {}
             (None, None) => return true,

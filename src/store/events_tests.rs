@@ -46,6 +46,8 @@ fn events_get_one_global_order_and_resume_after_a_seq() {
     assert_eq!(scan.scanned_to, 3);
     let scan = store.events_matching(0, "", 1, 100).unwrap();
     assert_eq!((seqs(&scan.events), scan.scanned_to), (vec![1], 1));
+    let scan = store.events_matching(1, "", 0, 10).unwrap();
+    assert_eq!((scan.events.len(), scan.scanned_to), (0, 1));
     let scan = store.events_matching(4, "", 10, 10).unwrap();
     assert_eq!((scan.events.len(), scan.scanned_to), (0, 4));
 }
@@ -77,6 +79,24 @@ fn trim_keeps_the_newest_and_the_counter_survives_reopen() {
         last + 1
     );
     assert_eq!(seqs(&store.events_after(0, 10).unwrap()), [last, last + 1]);
+}
+
+#[test]
+fn stored_value_is_the_full_event_json() {
+    let fields = EventFields {
+        channel: "c",
+        agent_uid: "u",
+        message_type: "event",
+        id: "i",
+        body: "{\"a\":\"\\\"x\"}",
+        at: -3,
+    };
+    let value = with_seq(42, &serde_json::to_vec(&fields).unwrap());
+    let ev: StoredEvent = serde_json::from_slice(&value).unwrap();
+    assert_eq!(ev.seq, 42);
+    assert_eq!((ev.body.as_str(), ev.at), (fields.body, -3));
+    let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    assert_eq!(json["seq"], 42);
 }
 
 #[test]

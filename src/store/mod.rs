@@ -24,7 +24,7 @@ pub use commit::SyncWaiter;
 pub use events::{channel_matches, EventScan, NewEvent, StoredEvent, MAX_EVENTS_PAGE};
 pub use queue::{
     Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT,
-    MAX_ERROR_LEN, MAX_SWEEP,
+    MAX_BATCH_BYTES, MAX_ERROR_LEN, MAX_SWEEP,
 };
 pub use registrations::Registration;
 

@@ -12,6 +12,9 @@
 //! `queued`. Operations on one agent are serialized by a striped lock that also guards the
 //! in-memory next-seq and pending count of the agent ([`state`]), so a depth check or a status
 //! call is O(1) after the agent's first use.
+//!
+//! [`Store::purge_terminal`]: super::Store::purge_terminal
+//! [`Store::sync`]: super::Store::sync
 
 mod keys;
 mod ops;
@@ -34,8 +37,13 @@ pub const MAX_ATTEMPTS_KEPT: usize = 16;
 /// Longest failure reason stored, in bytes (longer ones are cut at a char boundary).
 pub const MAX_ERROR_LEN: usize = 1_024;
 
-/// Most records one [`Store::expire_due`] or [`Store::purge_terminal`] call handles.
+/// Most records one [`Store::expire_due`](super::Store::expire_due) or
+/// [`Store::purge_terminal`](super::Store::purge_terminal) call handles.
 pub const MAX_SWEEP: usize = 100_000;
+
+/// Encoded bytes of records after which [`Store::enqueue_many`](super::Store::enqueue_many)
+/// commits its batch and starts another (bounds the memory of a broadcast).
+pub const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 
 /// Record kind in errors.
 const WHAT: &str = "queued message";
@@ -102,7 +110,8 @@ pub struct QueuedMessage {
     pub kind: String,
     /// `request` or `event`.
     pub message_type: String,
-    /// The command, JSON text. Final records keep it empty (see [`Store::mark_delivered`]).
+    /// The command, JSON text. Empty in final records: status does not need it, and a
+    /// broadcast would otherwise keep one copy per agent for the whole retention.
     pub payload: String,
     /// Higher is delivered first.
     pub priority: u8,
@@ -168,7 +177,7 @@ pub enum QueueError {
     #[error("message id already used for this agent")]
     Duplicate,
     /// Invalid id, oversized record, or storage error. Shared (`Arc`) because one failed batch
-    /// fails every item of an [`Store::enqueue_many`].
+    /// fails every item of an [`Store::enqueue_many`](super::Store::enqueue_many).
     #[error(transparent)]
     Store(Arc<StoreError>),
 }
@@ -189,12 +198,14 @@ fn clip_reason(reason: &str) -> String {
 }
 
 /// Stages a new pending record: the record, its expiry index entry and its `messages` pointer.
+/// Returns the record's encoded size.
 fn stage_new(
     batch: &mut WriteBatch,
     ks: &Keyspaces,
     msg: &QueuedMessage,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let value = codec::encode(WHAT, msg)?;
+    let size = value.len();
     let qkey = keys::queue_key(&msg.agent_uid, msg.seq);
     batch.insert(
         &ks.messages,
@@ -207,7 +218,7 @@ fn stage_new(
         Vec::<u8>::new(),
     );
     batch.insert(&ks.queue, qkey, value);
-    Ok(())
+    Ok(size)
 }
 
 /// Stages the move of a pending record to the final `status`: removed from `queue` with its

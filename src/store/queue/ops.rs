@@ -3,7 +3,8 @@
 use super::{
     keys, stage_final, stage_new,
     state::{self, QueueState, Stripe},
-    Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT, WHAT,
+    Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT,
+    MAX_BATCH_BYTES, WHAT,
 };
 use crate::store::{
     codec::{self, check_key_part, valid_key_part},
@@ -12,8 +13,8 @@ use crate::store::{
 use fjall::OwnedWriteBatch as WriteBatch;
 use std::{
     cmp::{Ordering, Reverse},
-    collections::{BinaryHeap, HashSet},
-    sync::Arc,
+    collections::{BTreeMap, BinaryHeap, HashSet},
+    sync::{Arc, MutexGuard},
 };
 
 impl Store {
@@ -33,7 +34,8 @@ impl Store {
     ) -> Result<QueuedMessage, QueueError> {
         let mut stripe = self.inner.queues.lock(agent_uid);
         let mut batch = self.inner.db.batch();
-        let record = self.stage_enqueue(&mut stripe, &mut batch, agent_uid, msg, now, max_queue)?;
+        let (record, _) =
+            self.stage_enqueue(&mut stripe, &mut batch, agent_uid, msg, now, max_queue)?;
         if let Err(e) = batch.commit().ctx("enqueueing a message") {
             undo_depth(&mut stripe, agent_uid);
             return Err(e.into());
@@ -41,24 +43,42 @@ impl Store {
         Ok(record)
     }
 
-    /// Enqueues every `(agent_uid, message)` item in ONE write batch (a broadcast), each item
+    /// Enqueues every `(agent_uid, message)` item in one write batch (a broadcast), each item
     /// checked as by [`Store::enqueue`]; the results are in item order. A repeated
-    /// `(uid, message_id)` pair is [`QueueError::Duplicate`]. If the batch itself fails, every
-    /// item that was accepted gets the same [`QueueError::Store`].
+    /// `(uid, message_id)` pair is [`QueueError::Duplicate`].
+    ///
+    /// Memory stays bounded whatever the fan-out: the batch is committed early whenever it
+    /// holds [`MAX_BATCH_BYTES`] of records (so a broadcast of a large command is a few batches,
+    /// not one per agent), and the returned records carry an **empty `payload`** (it is the
+    /// item's, not repeated per agent). If a batch fails, each item it held gets the same
+    /// [`QueueError::Store`]; items of batches already committed stay queued.
     pub fn enqueue_many(
         &self,
         items: &[(String, NewMessage)],
         now: i64,
         max_queue: usize,
     ) -> Vec<Result<QueuedMessage, QueueError>> {
+        self.enqueue_chunked(items, now, max_queue, MAX_BATCH_BYTES)
+    }
+
+    /// [`Store::enqueue_many`] with the batch bound as a parameter.
+    pub(super) fn enqueue_chunked(
+        &self,
+        items: &[(String, NewMessage)],
+        now: i64,
+        max_queue: usize,
+        max_batch_bytes: usize,
+    ) -> Vec<Result<QueuedMessage, QueueError>> {
         let mut stripes = self
             .inner
             .queues
             .lock_many(items.iter().map(|(uid, _)| uid.as_str()));
         let mut batch = self.inner.db.batch();
+        let mut batch_bytes = 0;
+        let mut chunk_start = 0;
         let mut seen = HashSet::with_capacity(items.len());
         let mut results = Vec::with_capacity(items.len());
-        for (uid, msg) in items {
+        for (i, (uid, msg)) in items.iter().enumerate() {
             let result = match stripes.get_mut(&QueueState::stripe_of(uid)) {
                 Some(stripe) => {
                     if valid_key_part(uid)
@@ -70,27 +90,33 @@ impl Store {
                         self.stage_enqueue(stripe, &mut batch, uid, msg, now, max_queue)
                     }
                 }
-                // lock_many locked the stripe of every item.
-                None => Err(StoreError::CommitterGone.into()),
-            };
-            results.push(result);
-        }
-        if let Err(e) = batch.commit().ctx("enqueueing a broadcast") {
-            let shared = Arc::new(e);
-            for (result, (uid, _)) in results.iter_mut().zip(items) {
-                if result.is_ok() {
-                    if let Some(stripe) = stripes.get_mut(&QueueState::stripe_of(uid)) {
-                        undo_depth(stripe, uid);
-                    }
-                    *result = Err(QueueError::Store(Arc::clone(&shared)));
+                // Unreachable: lock_many locked the stripe of every item.
+                None => Err(StoreError::InvalidKey {
+                    field: "agent_uid",
+                    reason: "its lock stripe was not taken",
                 }
+                .into()),
+            };
+            results.push(result.map(|(mut record, size)| {
+                batch_bytes += size;
+                record.payload = String::new();
+                record
+            }));
+            if batch_bytes >= max_batch_bytes {
+                let full = std::mem::replace(&mut batch, self.inner.db.batch());
+                let done = i + 1;
+                let chunk = results.get_mut(chunk_start..).unwrap_or_default();
+                commit_chunk(full, chunk, items.get(chunk_start..done), &mut stripes);
+                (chunk_start, batch_bytes) = (done, 0);
             }
         }
+        let chunk = results.get_mut(chunk_start..).unwrap_or_default();
+        commit_chunk(batch, chunk, items.get(chunk_start..), &mut stripes);
         results
     }
 
     /// Checks and stages one enqueue; counts it in the agent's depth (undone by the caller if
-    /// the batch fails).
+    /// the batch fails). Returns the record and its encoded size.
     fn stage_enqueue(
         &self,
         stripe: &mut Stripe,
@@ -99,7 +125,7 @@ impl Store {
         msg: &NewMessage,
         now: i64,
         max_queue: usize,
-    ) -> Result<QueuedMessage, QueueError> {
+    ) -> Result<(QueuedMessage, usize), QueueError> {
         check_key_part("agent_uid", uid)?;
         check_key_part("message_id", &msg.message_id)?;
         let ks = &self.inner.ks;
@@ -133,9 +159,9 @@ impl Store {
             updated_at: now,
             error: None,
         };
-        stage_new(batch, ks, &record)?;
+        let size = stage_new(batch, ks, &record)?;
         entry.depth += 1;
-        Ok(record)
+        Ok((record, size))
     }
 
     /// The agent's pending commands, priority DESC then seq ASC. Those expired at `now` are
@@ -349,6 +375,28 @@ impl Store {
                 undo_depth(&mut stripe, agent_uid);
                 Ok(Some(done))
             }
+        }
+    }
+}
+
+/// Commits one batch of [`Store::enqueue_many`]; on failure, every accepted item of the chunk
+/// becomes the shared error and leaves its agent's depth.
+fn commit_chunk(
+    batch: WriteBatch,
+    results: &mut [Result<QueuedMessage, QueueError>],
+    items: Option<&[(String, NewMessage)]>,
+    stripes: &mut BTreeMap<usize, MutexGuard<'_, Stripe>>,
+) {
+    let Err(e) = batch.commit().ctx("enqueueing a broadcast") else {
+        return;
+    };
+    let shared = Arc::new(e);
+    for (result, (uid, _)) in results.iter_mut().zip(items.unwrap_or_default()) {
+        if result.is_ok() {
+            if let Some(stripe) = stripes.get_mut(&QueueState::stripe_of(uid)) {
+                undo_depth(stripe, uid);
+            }
+            *result = Err(QueueError::Store(Arc::clone(&shared)));
         }
     }
 }

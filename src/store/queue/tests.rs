@@ -291,6 +291,9 @@ fn enqueue_many_writes_a_thousand_in_one_call() {
     assert_eq!(status.len(), 999);
     assert!(status.windows(2).all(|w| w[0].agent_uid < w[1].agent_uid));
     assert_eq!(store.queue_depth("agent-0999").unwrap(), 1);
+    let returned = results[0].as_ref().unwrap();
+    assert!(returned.payload.is_empty(), "not repeated per agent");
+    assert_eq!(status[0].payload, msg("bcast", 5).payload);
     assert_eq!(ids(&store.pending("agent-0500", NOW).unwrap()), ["bcast"]);
     // Pages of the status walk every agent once.
     let page = store
@@ -460,4 +463,56 @@ fn status_helpers() {
     assert_eq!(terminal, [false, false, true, true, true, true]);
     assert_eq!(clip_reason("abc"), "abc");
     assert_eq!(clip_reason(&"€".repeat(400)).len(), 1_023);
+}
+
+#[test]
+fn concurrent_enqueues_to_one_agent_get_distinct_seqs_and_exact_depth() {
+    let (_dir, store) = open();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                for i in 0..50 {
+                    let m = msg(&format!("t{t}-{i}"), 5);
+                    match store.enqueue("u1", &m, NOW, 150) {
+                        Ok(rec) => seqs.push(rec.seq),
+                        Err(QueueError::Full { depth }) => assert_eq!(depth, 150),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(all.len(), 150);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 150);
+    assert_eq!(store.queue_depth("u1").unwrap(), 150);
+    assert_eq!(store.pending("u1", NOW).unwrap().len(), 150);
+}
+
+#[test]
+fn large_broadcasts_are_committed_in_bounded_batches() {
+    let (_dir, store) = open();
+    let mut m = msg("big", 5);
+    m.payload = "y".repeat(1_000);
+    let items: Vec<(String, NewMessage)> =
+        (0..50).map(|i| (format!("u{i:02}"), m.clone())).collect();
+    // About 1.2 KB per record: a bound of 10 KB makes several batches.
+    let results = store.enqueue_chunked(&items, NOW, MAX, 10_000);
+    assert!(results.iter().all(Result::is_ok));
+    let status = store.message_status("big").unwrap();
+    assert_eq!(status.len(), 50);
+    assert!(status.iter().all(|r| r.payload.len() == 1_000));
+    let again = store.enqueue_chunked(&items, NOW, MAX, 10_000);
+    assert!(again
+        .iter()
+        .all(|r| matches!(r, Err(QueueError::Duplicate))));
+    assert_eq!(store.queue_depth("u49").unwrap(), 1);
 }
