@@ -200,7 +200,8 @@ impl Session {
             now_ms,
             ReplyEncoding::RawJson,
         );
-        out.push(Action::Send(f));
+        // Presence moves to the uid before R3 is written, so a command sent as soon as the
+        // agent knows its uid finds the connection.
         let old_identity = std::mem::replace(&mut self.identity, c.uid.clone());
         self.ident = c.uid.clone();
         self.registered = true;
@@ -208,6 +209,7 @@ impl Session {
             old_identity,
             uid: c.uid,
         });
+        out.push(Action::Send(f));
         self.end_handshake(&mut out);
         out
     }
