@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::BenchClock;
+
 use std::hint::black_box;
 
 use aegis_gateway::crypto::kdf::Ephemeral;
@@ -23,7 +25,7 @@ const BATCH_SIZES: [usize; 5] = [1, 8, 32, 64, 128];
 /// AEAD message sizes.
 const AEAD_SIZES: [usize; 3] = [256, 1024, 16 * 1024];
 
-fn ed25519(c: &mut Criterion) {
+fn ed25519(c: &mut Criterion<BenchClock>) {
     let keys: Vec<SigningKey> = (0..128).map(|_| SigningKey::generate()).collect();
     let publics: Vec<[u8; 32]> = keys.iter().map(SigningKey::public).collect();
     let msgs: Vec<Vec<u8>> = (0..128).map(common::v2_signed_string).collect();
@@ -68,7 +70,7 @@ fn ed25519(c: &mut Criterion) {
     g.finish();
 }
 
-fn aead(c: &mut Criterion) {
+fn aead(c: &mut Criterion<BenchClock>) {
     let key = AeadKey::new(&[7u8; 32]);
     let aad = sigstr::v2_aad(
         "msg-17",
@@ -109,7 +111,7 @@ fn aead(c: &mut Criterion) {
     g.finish();
 }
 
-fn x25519_and_jwt(c: &mut Criterion) {
+fn x25519_and_jwt(c: &mut Criterion<BenchClock>) {
     let (_, peer) = Ephemeral::generate();
     let mut g = c.benchmark_group("x25519");
     g.bench_function("generate_agree", |b| {
@@ -139,7 +141,7 @@ fn x25519_and_jwt(c: &mut Criterion) {
     g.finish();
 }
 
-fn handshake_floor(c: &mut Criterion) {
+fn handshake_floor(c: &mut Criterion<BenchClock>) {
     let input = common::HandshakeInput::new();
     assert!(verify(&input.agent_pub, &input.m1_signed, &input.m1_sig));
     let mut g = c.benchmark_group("handshake_v2");
@@ -149,7 +151,7 @@ fn handshake_floor(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = common::config();
+    config = common::config_cpu();
     targets = ed25519, aead, x25519_and_jwt, handshake_floor
 }
 criterion_main!(benches);

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aegis_gateway::crypto::{aead, verify_batch, AeadKey, BatchItem, SigningKey};
 use aegis_gateway::protocol::envelope::{self, Envelope, MsgType};
@@ -17,7 +17,7 @@ use aegis_gateway::protocol::payloads::decode_b64_exact;
 use aegis_gateway::protocol::session::{Session, VerifyJob};
 use aegis_gateway::protocol::{frame, sigstr};
 use base64::Engine as _;
-use common::{Gateway, Registered, BATCH, EVENT_BODY_LEN, T0_MS, T0_S};
+use common::{BenchClock, Gateway, Registered, BATCH, EVENT_BODY_LEN, T0_MS, T0_S};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 /// The envelope as a borrowed serde struct: what a serde_json parser of the same fields does.
@@ -124,7 +124,7 @@ fn verify_jobs(jobs: &[VerifyJob], ok: &mut Vec<bool>) {
     verify_batch(&items, ok);
 }
 
-fn envelope_parse(c: &mut Criterion) {
+fn envelope_parse(c: &mut Criterion<BenchClock>) {
     let frame = Inbound::new(1).frames.remove(0);
     assert!(
         (650..=750).contains(&frame.len()),
@@ -158,7 +158,7 @@ fn envelope_parse(c: &mut Criterion) {
     g.finish();
 }
 
-fn v2_frame(c: &mut Criterion) {
+fn v2_frame(c: &mut Criterion<BenchClock>) {
     let gw = SigningKey::generate();
     let (mut agent, keys) = common::manual_link(&gw, &aegis_gateway::crypto::random::uuid_v4());
     let tx = AeadKey::new(&keys.g2a);
@@ -203,11 +203,11 @@ fn v2_frame(c: &mut Criterion) {
                         seal(next)
                     })
                     .collect();
-                let start = Instant::now();
+                let start = common::clock_now();
                 for f in &frames {
                     black_box(agent.open(f.as_bytes()).expect("agent opens"));
                 }
-                total += start.elapsed();
+                total += common::clock_now() - start;
                 left -= chunk;
             }
             total
@@ -216,7 +216,7 @@ fn v2_frame(c: &mut Criterion) {
     g.finish();
 }
 
-fn inbound_v2(c: &mut Criterion) {
+fn inbound_v2(c: &mut Criterion<BenchClock>) {
     let mut g = c.benchmark_group("inbound_v2_x64");
     g.throughput(Throughput::Elements(BATCH as u64));
 
@@ -277,7 +277,7 @@ fn inbound_v2(c: &mut Criterion) {
                 now += 10;
                 let mut frames: Vec<Vec<u8>> =
                     fleet.iter_mut().map(|(r, _)| r.event(&body, now)).collect();
-                let start = Instant::now();
+                let start = common::clock_now();
                 let env = gw.env();
                 let mut jobs = Vec::with_capacity(BATCH);
                 for ((_, s), f) in fleet.iter_mut().zip(&mut frames) {
@@ -288,7 +288,7 @@ fn inbound_v2(c: &mut Criterion) {
                     let actions = s.on_verified(&env, *verdict, now);
                     assert!(common::routed(&actions), "{actions:?}");
                 }
-                total += start.elapsed();
+                total += common::clock_now() - start;
             }
             total
         })
@@ -296,7 +296,7 @@ fn inbound_v2(c: &mut Criterion) {
     g.finish();
 }
 
-fn handshake_v2(c: &mut Criterion) {
+fn handshake_v2(c: &mut Criterion<BenchClock>) {
     let mut g = c.benchmark_group("handshake_v2");
     let input = common::HandshakeInput::new();
     g.bench_function("crypto_floor", |b| b.iter(|| input.floor(false)));
@@ -323,7 +323,7 @@ fn handshake_v2(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = common::config();
+    config = common::config_cpu();
     targets = envelope_parse, v2_frame, inbound_v2, handshake_v2
 }
 criterion_main!(benches);
