@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::BenchClock;
+use common::clock::BenchClock;
 
 use std::hint::black_box;
 
@@ -151,7 +151,7 @@ fn handshake_floor(c: &mut Criterion<BenchClock>) {
 
 criterion_group! {
     name = benches;
-    config = common::config_cpu();
+    config = common::clock::config_cpu();
     targets = ed25519, aead, x25519_and_jwt, handshake_floor
 }
 criterion_main!(benches);

@@ -17,7 +17,8 @@ use aegis_gateway::protocol::payloads::decode_b64_exact;
 use aegis_gateway::protocol::session::{Session, VerifyJob};
 use aegis_gateway::protocol::{frame, sigstr};
 use base64::Engine as _;
-use common::{BenchClock, Gateway, Registered, BATCH, EVENT_BODY_LEN, T0_MS, T0_S};
+use common::clock::BenchClock;
+use common::{Gateway, Registered, BATCH, EVENT_BODY_LEN, T0_MS, T0_S};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 /// The envelope as a borrowed serde struct: what a serde_json parser of the same fields does.
@@ -203,11 +204,11 @@ fn v2_frame(c: &mut Criterion<BenchClock>) {
                         seal(next)
                     })
                     .collect();
-                let start = common::clock_now();
+                let start = common::clock::clock_now();
                 for f in &frames {
                     black_box(agent.open(f.as_bytes()).expect("agent opens"));
                 }
-                total += common::clock_now() - start;
+                total += common::clock::clock_now() - start;
                 left -= chunk;
             }
             total
@@ -277,7 +278,7 @@ fn inbound_v2(c: &mut Criterion<BenchClock>) {
                 now += 10;
                 let mut frames: Vec<Vec<u8>> =
                     fleet.iter_mut().map(|(r, _)| r.event(&body, now)).collect();
-                let start = common::clock_now();
+                let start = common::clock::clock_now();
                 let env = gw.env();
                 let mut jobs = Vec::with_capacity(BATCH);
                 for ((_, s), f) in fleet.iter_mut().zip(&mut frames) {
@@ -288,7 +289,7 @@ fn inbound_v2(c: &mut Criterion<BenchClock>) {
                     let actions = s.on_verified(&env, *verdict, now);
                     assert!(common::routed(&actions), "{actions:?}");
                 }
-                total += common::clock_now() - start;
+                total += common::clock::clock_now() - start;
             }
             total
         })
@@ -323,7 +324,7 @@ fn handshake_v2(c: &mut Criterion<BenchClock>) {
 
 criterion_group! {
     name = benches;
-    config = common::config_cpu();
+    config = common::clock::config_cpu();
     targets = envelope_parse, v2_frame, inbound_v2, handshake_v2
 }
 criterion_main!(benches);

@@ -103,7 +103,7 @@ fn put_agent_sync(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = common::config();
+    config = common::clock::config();
     targets = put_agent_sync
 }
 criterion_main!(benches);
