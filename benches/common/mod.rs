@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod clock;
+pub mod work;
 
 use std::sync::Mutex;
 
