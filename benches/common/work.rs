@@ -1,0 +1,310 @@
+//! The workloads behind the DESIGN.md §6 ratios, each as a [`Work`]: `timed()` prepares its
+//! input untimed, then returns the bench-clock time of the measured part only. Criterion runs
+//! them through [`bench`]; [`paired`] runs two alternately so that the load of this shared
+//! machine weighs on both sides of a ratio alike.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use aegis_gateway::crypto::{aead, random, verify_batch, AeadKey, BatchItem, SigningKey};
+use aegis_gateway::protocol::envelope::{self, Envelope, MsgType};
+use aegis_gateway::protocol::payloads::decode_b64_exact;
+use aegis_gateway::protocol::session::{Session, VerifyJob};
+use aegis_gateway::protocol::sigstr;
+use base64::Engine as _;
+use criterion::BenchmarkGroup;
+
+use super::clock::{clock_now, BenchClock};
+use super::{Gateway, HandshakeInput, Registered, BATCH, EVENT_BODY_LEN, T0_MS, T0_S};
+
+/// Something measured: prepare untimed, return the time of the measured part.
+pub trait Work {
+    /// One measured run.
+    fn timed(&mut self) -> Duration;
+}
+
+/// Registers `work` in `group` under `name`.
+pub fn bench(group: &mut BenchmarkGroup<'_, BenchClock>, name: &str, work: &mut dyn Work) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| work.timed()).sum())
+    });
+}
+
+/// Runs `base` and `other` alternately (`rounds` times each, after a few unrecorded rounds) and
+/// returns the quartiles `(q1, median, q3)` of the per-round ratios `other / base`.
+pub fn paired(rounds: usize, base: &mut dyn Work, other: &mut dyn Work) -> (f64, f64, f64) {
+    for _ in 0..rounds.div_ceil(20) {
+        base.timed();
+        other.timed();
+    }
+    let mut ratios: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let b = base.timed().as_secs_f64();
+            other.timed().as_secs_f64() / b
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let q = |p: usize| {
+        ratios
+            .get(ratios.len() * p / 4)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (q(1), q(2), q(3))
+}
+
+/// Checks the session's verify jobs in one batch, as the shard's batcher does.
+fn verify_jobs(jobs: &[VerifyJob], ok: &mut Vec<bool>) {
+    let items: Vec<BatchItem<'_>> = jobs
+        .iter()
+        .map(|j| BatchItem {
+            public: &j.public,
+            msg: &j.msg,
+            sig: &j.sig,
+        })
+        .collect();
+    verify_batch(&items, ok);
+}
+
+/// The crypto floor of 64 inbound v2 messages from one agent linked by hand (keys known):
+/// parse every envelope, verify all signatures in one batch, open every payload. Signature
+/// inputs, AAD and base64 decoding are included (no verify or open is possible without them);
+/// nothing else the session does is.
+pub struct InboundFloor {
+    agent_pub: [u8; 32],
+    rx: AeadKey,
+    frames: Vec<Vec<u8>>,
+    ok: Vec<bool>,
+}
+
+impl InboundFloor {
+    /// `n` consecutive ~700-byte sealed events.
+    pub fn new(n: usize) -> Self {
+        let gw = SigningKey::generate();
+        let (mut agent, keys) = super::manual_link(&gw, &random::uuid_v4());
+        let body = super::event_body(EVENT_BODY_LEN);
+        let channel = format!("agent.{}.threats", agent.ident());
+        let frames = (0..n)
+            .map(|_| {
+                let f = agent.message(&channel, MsgType::Event, &body, T0_S, Vec::new());
+                f.expect("authenticated").into_bytes()
+            })
+            .collect();
+        InboundFloor {
+            agent_pub: agent.key().public(),
+            rx: AeadKey::new(&keys.a2g),
+            frames,
+            ok: Vec::with_capacity(n),
+        }
+    }
+
+    /// The first frame (a sample envelope).
+    pub fn frame(&self) -> &[u8] {
+        self.frames.first().map_or(&[], Vec::as_slice)
+    }
+
+    fn run(&mut self, bufs: &mut [Vec<u8>]) {
+        let envs: Vec<Envelope> = bufs
+            .iter_mut()
+            .map(|b| envelope::parse(b).expect("envelope"))
+            .collect();
+        let mut signed = Vec::with_capacity(envs.len());
+        for e in &envs {
+            let seq: u64 = e.header("seq").and_then(|s| s.parse().ok()).expect("seq");
+            let sig = e.signature.as_deref().and_then(decode_b64_exact::<64>);
+            let nonce = e.nonce.as_deref().expect("nonce");
+            let ty = e.msg_type.as_str();
+            let s = sigstr::v2_msg(&e.id, ty, &e.channel, e.timestamp, nonce, seq, &e.payload);
+            signed.push((seq, s, sig.expect("signature")));
+        }
+        let public = &self.agent_pub;
+        let items: Vec<BatchItem<'_>> = signed
+            .iter()
+            .map(|(_, msg, sig)| BatchItem { public, msg, sig })
+            .collect();
+        verify_batch(&items, &mut self.ok);
+        assert!(self.ok.len() == envs.len() && self.ok.iter().all(|v| *v));
+        for (e, (seq, _, _)) in envs.iter().zip(&signed) {
+            let aad = sigstr::v2_aad(&e.id, e.msg_type.as_str(), &e.channel, e.timestamp, *seq);
+            let mut buf = base64::engine::general_purpose::STANDARD
+                .decode(e.payload.as_bytes())
+                .expect("payload base64");
+            let nonce = aead::v2_nonce(*seq);
+            let plain = self.rx.open_in_place(&nonce, &aad, &mut buf);
+            black_box(plain.expect("opens").len());
+        }
+    }
+}
+
+impl Work for InboundFloor {
+    fn timed(&mut self) -> Duration {
+        let mut bufs = self.frames.clone();
+        let start = clock_now();
+        self.run(&mut bufs);
+        clock_now() - start
+    }
+}
+
+/// The gateway session path for 64 frames of ONE authenticated session (a fresh reconnect per
+/// run). The session holds one outstanding signature check at a time, so each frame is
+/// resumed with `on_verified(true)` at once and the 64 checks are verified afterwards in one
+/// batch and asserted: the same work as the runtime's, in a different order.
+pub struct OneSession {
+    gw: Gateway,
+    reg: Registered,
+    body: Vec<u8>,
+    ok: Vec<bool>,
+}
+
+impl OneSession {
+    /// A registered agent of a fresh gateway.
+    pub fn new() -> Self {
+        let gw = Gateway::new();
+        let reg = Registered::new(&gw);
+        OneSession {
+            gw,
+            reg,
+            body: super::event_body(EVENT_BODY_LEN),
+            ok: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl Work for OneSession {
+    fn timed(&mut self) -> Duration {
+        let mut session = self.reg.connect(&self.gw, T0_MS);
+        let mut frames: Vec<Vec<u8>> = (0..BATCH)
+            .map(|_| self.reg.event(&self.body, T0_MS))
+            .collect();
+        let start = clock_now();
+        let env = self.gw.env();
+        let mut jobs = Vec::with_capacity(BATCH);
+        for f in &mut frames {
+            let step = session.on_frame(&env, f, T0_MS);
+            jobs.push(step.verify.expect("a sealed frame asks for a check"));
+            let actions = session.on_verified(&env, true, T0_MS);
+            assert!(super::routed(&actions), "{actions:?}");
+        }
+        verify_jobs(&jobs, &mut self.ok);
+        assert!(self.ok.len() == BATCH && self.ok.iter().all(|v| *v));
+        drop(jobs);
+        let elapsed = clock_now() - start;
+        drop(session);
+        elapsed
+    }
+}
+
+/// The runtime's shape: 64 authenticated sessions with one frame each, their checks in one
+/// batch, then each resumes with its verdict.
+pub struct Fleet {
+    gw: Gateway,
+    agents: Vec<Registered>,
+    sessions: Vec<Session>,
+    body: Vec<u8>,
+    now_ms: i64,
+    ok: Vec<bool>,
+}
+
+impl Fleet {
+    /// 64 registered agents, connected.
+    pub fn new() -> Self {
+        let gw = Gateway::new();
+        let mut agents: Vec<Registered> = (0..BATCH).map(|_| Registered::new(&gw)).collect();
+        let sessions = agents.iter_mut().map(|r| r.connect(&gw, T0_MS)).collect();
+        Fleet {
+            gw,
+            agents,
+            sessions,
+            body: super::event_body(EVENT_BODY_LEN),
+            now_ms: T0_MS,
+            ok: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl Work for Fleet {
+    fn timed(&mut self) -> Duration {
+        // 10 ms per round keeps every session far below its message rate limit.
+        self.now_ms += 10;
+        let now = self.now_ms;
+        let body = &self.body;
+        let mut frames: Vec<Vec<u8>> = self.agents.iter_mut().map(|r| r.event(body, now)).collect();
+        let start = clock_now();
+        let env = self.gw.env();
+        let mut jobs = Vec::with_capacity(BATCH);
+        for (s, f) in self.sessions.iter_mut().zip(&mut frames) {
+            jobs.push(s.on_frame(&env, f, now).verify.expect("check"));
+        }
+        verify_jobs(&jobs, &mut self.ok);
+        for (s, verdict) in self.sessions.iter_mut().zip(&self.ok) {
+            let actions = s.on_verified(&env, *verdict, now);
+            assert!(super::routed(&actions), "{actions:?}");
+        }
+        clock_now() - start
+    }
+}
+
+/// [`HandshakeInput::floor`], `per_run` times per run.
+pub struct HandshakeFloor {
+    input: HandshakeInput,
+    envelope_sig: bool,
+    per_run: usize,
+}
+
+impl HandshakeFloor {
+    /// The DESIGN.md floor (`envelope_sig = false`) or the one with R1's envelope signature.
+    pub fn new(envelope_sig: bool, per_run: usize) -> Self {
+        HandshakeFloor {
+            input: HandshakeInput::new(),
+            envelope_sig,
+            per_run,
+        }
+    }
+}
+
+impl Work for HandshakeFloor {
+    fn timed(&mut self) -> Duration {
+        let start = clock_now();
+        for _ in 0..self.per_run {
+            black_box(self.input.floor(self.envelope_sig));
+        }
+        clock_now() - start
+    }
+}
+
+/// A registered agent reconnecting through [`Session`]: M1 → signature check → R1 (a
+/// reconnect storm is this), `per_run` times per run.
+pub struct HandshakeSession {
+    gw: Gateway,
+    reg: Registered,
+    per_run: usize,
+}
+
+impl HandshakeSession {
+    /// A registered agent of a fresh gateway.
+    pub fn new(per_run: usize) -> Self {
+        let gw = Gateway::new();
+        let reg = Registered::new(&gw);
+        HandshakeSession { gw, reg, per_run }
+    }
+}
+
+impl Work for HandshakeSession {
+    fn timed(&mut self) -> Duration {
+        let mut inputs: Vec<(Session, Vec<u8>)> = (0..self.per_run)
+            .map(|_| (self.reg.session(T0_MS), self.reg.m1(T0_MS)))
+            .collect();
+        let start = clock_now();
+        let outputs: Vec<_> = inputs
+            .iter_mut()
+            .map(|(session, m1)| {
+                let actions = super::m1_to_r1(&self.gw, session, m1, T0_MS);
+                assert!(session.is_authenticated(), "{actions:?}");
+                actions
+            })
+            .collect();
+        let elapsed = clock_now() - start;
+        drop((inputs, outputs));
+        elapsed
+    }
+}
