@@ -109,6 +109,7 @@ impl Window {
         Some(GatewayReport {
             pid,
             before_ramp: self.samples[B_START].unwrap_or(start),
+            after_ramp: self.samples[B_RAMPED].unwrap_or(start),
             start,
             end,
             messages_in_delta: delta,
