@@ -97,6 +97,9 @@ pub struct Report {
     pub gateway_cpu_us_per_handshake: Option<f64>,
     /// (RSS at the end − RSS before the ramp) / agents connected at the end, for `connect`.
     pub gateway_rss_bytes_per_conn: Option<f64>,
+    /// CPU seconds the load generator itself used over the window (all its processes).
+    #[serde(default)]
+    pub loadgen_cpu_s: f64,
     /// Raw histograms, sparse `(value_us, count)` pairs, for merging.
     pub histograms: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -131,6 +134,7 @@ impl Report {
         for (k, v) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += v;
         }
+        self.loadgen_cpu_s += o.loadgen_cpu_s;
         for (k, v) in &o.warnings {
             *self.warnings.entry(k.clone()).or_default() += v;
         }
@@ -289,6 +293,7 @@ impl Report {
                 g.before_ramp.rss_bytes / 1024
             );
         }
+        let _ = writeln!(s, "loadgen cpu in window {:.2} s", self.loadgen_cpu_s);
         for (name, v) in [
             ("gateway cpu µs/msg", self.gateway_cpu_us_per_msg),
             (
