@@ -59,6 +59,10 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
         spec.agents = n;
         spec.agent_offset = offset;
         spec.ramp = opts.ramp / procs as f64;
+        spec.command_rate = opts.command_rate / procs as f64;
+        spec.commands = opts
+            .commands
+            .map(|c| split(c, procs).get(index).copied().unwrap_or(0));
         spec.child = Some(ChildRole {
             index,
             count: procs,
