@@ -49,7 +49,13 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         _ => None,
     };
     let mut window = Window::new(opts.gateway_pid.filter(|_| opts.child.is_none()), metrics);
-    let execs = Executors::start(&shared, crate::scenario::script)?;
+    let execs = match Executors::start(&shared, crate::scenario::script) {
+        Ok(e) => e,
+        Err(e) => {
+            progress.stop();
+            return Err(e);
+        }
+    };
     let parties = execs.count();
     let mut ok = [B_START, B_RAMPED, B_READY]
         .into_iter()
@@ -87,6 +93,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     timing.broadcast_http_ms = broadcast_http_ms;
     let mut report = Report::from_tally(opts, &tally, timing);
     report.gateway = window.gateway();
+    report.loadgen_cpu_s = window.own_cpu_s();
     for p in &window.problems {
         *report.warnings.entry(p.clone()).or_default() += 1;
     }

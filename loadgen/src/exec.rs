@@ -126,6 +126,7 @@ impl Executors {
     {
         let threads = shared.opts.threads.min(shared.opts.agents).max(1);
         let mut handles = Vec::with_capacity(threads);
+        let shared_for_err = Arc::clone(shared);
         for id in 0..threads {
             let shared = Arc::clone(shared);
             let script = script.clone();
@@ -149,7 +150,11 @@ impl Executors {
                     let tally = rec.tally.borrow().clone();
                     tally
                 })
-                .map_err(|e| anyhow::anyhow!("starting executor {id}: {e}"))?;
+                .map_err(|e| {
+                    // Executors already started are waiting at the first barrier: let them go.
+                    shared_for_err.sync.abort();
+                    anyhow::anyhow!("starting executor {id}: {e}")
+                })?;
             handles.push(h);
         }
         Ok(Executors { handles })

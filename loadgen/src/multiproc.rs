@@ -59,6 +59,10 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
         spec.agents = n;
         spec.agent_offset = offset;
         spec.ramp = opts.ramp / procs as f64;
+        spec.command_rate = opts.command_rate / procs as f64;
+        spec.commands = opts
+            .commands
+            .map(|c| split(c, procs).get(index).copied().unwrap_or(0));
         spec.child = Some(ChildRole {
             index,
             count: procs,
@@ -93,7 +97,12 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
     }
     drop(tx);
     let pv = Arc::clone(&progress_values);
-    let progress = Progress::start(Style::for_stderr(), opts.agents, move || {
+    let style = if opts.progress {
+        Style::for_stderr()
+    } else {
+        Style::Off
+    };
+    let progress = Progress::start(style, opts.agents, move || {
         let v = pv.lock().map(|v| v.clone()).unwrap_or_default();
         v.iter()
             .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))

@@ -100,7 +100,7 @@ pub struct Options {
     pub agent_offset: usize,
     /// Profile choice.
     pub profile: ProfileChoice,
-    /// New connections per second for this process (0: as fast as possible).
+    /// New connections per second of this process (0: as fast as possible).
     pub ramp: f64,
     /// Hard cap on the run, in seconds.
     pub duration_s: f64,
@@ -128,9 +128,9 @@ pub struct Options {
     pub gateway_pid: Option<u32>,
     /// Source addresses; agent `g` uses `source_ips[g % len]`. Empty: the kernel's choice.
     pub source_ips: Vec<Ipv4Addr>,
-    /// Commands sent by `commands` (default: one per agent) .
+    /// Admin sends of the `commands` scenario (default: one per agent).
     pub commands: Option<usize>,
-    /// Commands per second (`commands`, `mixed`).
+    /// Admin sends per second (`commands`, `mixed`; 0: as fast as answered).
     pub command_rate: f64,
     /// Print the progress line.
     pub progress: bool,

@@ -33,6 +33,9 @@ pub struct GatewayReport {
     pub pid: u32,
     /// Before the ramp.
     pub before_ramp: ProcSample,
+    /// When the ramp was over.
+    #[serde(default)]
+    pub after_ramp: ProcSample,
     /// At the start of the measured window.
     pub start: ProcSample,
     /// At its end.
@@ -86,12 +89,17 @@ pub struct Report {
     pub warnings: BTreeMap<String, u64>,
     /// The gateway process, when its pid is known.
     pub gateway: Option<GatewayReport>,
-    /// Δ gateway CPU / accepted messages (µs), for message scenarios.
+    /// Gateway CPU over the window / accepted messages (µs); for `connect`, the hold (heartbeats,
+    /// pings, timers of idle connections).
     pub gateway_cpu_us_per_msg: Option<f64>,
-    /// Δ gateway CPU / handshakes (µs), for `connect` and `reconnect-storm`.
+    /// Gateway CPU per handshake (µs): over the ramp for `connect` (first connections, with
+    /// registration when asked), over the storm for `reconnect-storm`.
     pub gateway_cpu_us_per_handshake: Option<f64>,
     /// (RSS at the end − RSS before the ramp) / agents connected at the end, for `connect`.
     pub gateway_rss_bytes_per_conn: Option<f64>,
+    /// CPU seconds the load generator itself used over the window (all its processes).
+    #[serde(default)]
+    pub loadgen_cpu_s: f64,
     /// Raw histograms, sparse `(value_us, count)` pairs, for merging.
     pub histograms: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -126,6 +134,7 @@ impl Report {
         for (k, v) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += v;
         }
+        self.loadgen_cpu_s += o.loadgen_cpu_s;
         for (k, v) in &o.warnings {
             *self.warnings.entry(k.clone()).or_default() += v;
         }
@@ -177,7 +186,7 @@ impl Report {
         match self.scenario.as_str() {
             "connect" => {
                 if first_auths > 0 {
-                    let cpu = (g.end.cpu_s - g.before_ramp.cpu_s).max(0.0) * 1e6;
+                    let cpu = (g.after_ramp.cpu_s - g.before_ramp.cpu_s).max(0.0) * 1e6;
                     self.gateway_cpu_us_per_handshake = Some(cpu / first_auths as f64);
                 }
                 if c.connected_end > 0 {
@@ -185,15 +194,17 @@ impl Report {
                     self.gateway_rss_bytes_per_conn = Some(grown / c.connected_end as f64);
                 }
             }
-            "reconnect-storm" if c.reconnected > 0 => {
-                self.gateway_cpu_us_per_handshake = Some(cpu_us / c.reconnected as f64);
-            }
-            _ => {
-                let msgs = g.messages_in_delta.unwrap_or(c.messages_accepted as f64);
-                if msgs > 0.0 {
-                    self.gateway_cpu_us_per_msg = Some(cpu_us / msgs);
+            "reconnect-storm" => {
+                if c.reconnected > 0 {
+                    self.gateway_cpu_us_per_handshake = Some(cpu_us / c.reconnected as f64);
                 }
+                return;
             }
+            _ => {}
+        }
+        let msgs = g.messages_in_delta.unwrap_or(c.messages_accepted as f64);
+        if msgs > 0.0 {
+            self.gateway_cpu_us_per_msg = Some(cpu_us / msgs);
         }
     }
 
@@ -282,6 +293,7 @@ impl Report {
                 g.before_ramp.rss_bytes / 1024
             );
         }
+        let _ = writeln!(s, "loadgen cpu in window {:.2} s", self.loadgen_cpu_s);
         for (name, v) in [
             ("gateway cpu µs/msg", self.gateway_cpu_us_per_msg),
             (
@@ -344,6 +356,10 @@ mod tests {
                 cpu_s: 1.0,
                 rss_bytes: 1_000_000,
             },
+            after_ramp: ProcSample {
+                cpu_s: 1.25,
+                rss_bytes: 2_000_000,
+            },
             start: ProcSample {
                 cpu_s: 1.5,
                 rss_bytes: 2_000_000,
@@ -357,7 +373,10 @@ mod tests {
         r.refresh();
         assert_eq!(r.rates.connects_per_s, 50.0);
         assert_eq!(r.gateway_rss_bytes_per_conn, Some(4000.0));
-        assert_eq!(r.gateway_cpu_us_per_handshake, Some(10_000.0));
+        // Ramp only: (1.25 − 1.0) s over 100 handshakes.
+        assert_eq!(r.gateway_cpu_us_per_handshake, Some(2_500.0));
+        // Hold: (2.0 − 1.5) s over 1000 accepted messages.
+        assert_eq!(r.gateway_cpu_us_per_msg, Some(500.0));
         assert!(r.table().contains("gateway rss bytes/conn"));
     }
 

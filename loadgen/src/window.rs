@@ -21,6 +21,7 @@ pub struct Window {
     released: [Option<Instant>; SLOTS],
     samples: [Option<ProcSample>; SLOTS],
     messages_in: [Option<f64>; SLOTS],
+    own_cpu: [Option<f64>; SLOTS],
     /// Problems reading samples (reported as warnings).
     pub problems: Vec<String>,
 }
@@ -35,6 +36,7 @@ impl Window {
             released: [None; SLOTS],
             samples: [None; SLOTS],
             messages_in: [None; SLOTS],
+            own_cpu: [None; SLOTS],
             problems: Vec::new(),
         }
     }
@@ -43,6 +45,9 @@ impl Window {
     pub fn arrived(&mut self, n: usize) {
         if let Some(slot) = self.arrived.get_mut(n) {
             *slot = Some(Instant::now());
+        }
+        if let Some(slot) = self.own_cpu.get_mut(n) {
+            *slot = procfs::sample(std::process::id()).map(|s| s.cpu_s);
         }
         if let Some(pid) = self.pid {
             match procfs::sample(pid) {
@@ -97,6 +102,14 @@ impl Window {
         }
     }
 
+    /// This process's CPU seconds over the window (`B_READY` → `B_END`).
+    pub fn own_cpu_s(&self) -> f64 {
+        match (self.own_cpu[B_READY], self.own_cpu[B_END]) {
+            (Some(a), Some(b)) => (b - a).max(0.0),
+            _ => 0.0,
+        }
+    }
+
     /// The gateway figures, when a pid was sampled at the window's ends.
     pub fn gateway(&self) -> Option<GatewayReport> {
         let pid = self.pid?;
@@ -109,6 +122,7 @@ impl Window {
         Some(GatewayReport {
             pid,
             before_ramp: self.samples[B_START].unwrap_or(start),
+            after_ramp: self.samples[B_RAMPED].unwrap_or(start),
             start,
             end,
             messages_in_delta: delta,
