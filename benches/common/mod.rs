@@ -344,7 +344,7 @@ pub fn m1_to_r1(gw: &Gateway, session: &mut Session, m1: &mut [u8], now_ms: i64)
     let env = gw.env();
     let step = session.on_frame(&env, m1, now_ms);
     let job = step.verify.expect("a valid M1 asks for a signature check");
-    let ok = crypto::verify(&job.public, &job.msg, &job.sig);
+    let ok = job.public.verify(&job.msg, &job.sig);
     session.on_verified(&env, ok, now_ms)
 }
 

@@ -6,7 +6,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use aegis_gateway::crypto::{aead, random, verify_batch, AeadKey, BatchItem, SigningKey};
+use aegis_gateway::crypto::{
+    aead, random, verify_batch_parsed, AeadKey, ParsedItem, PublicKey, SigningKey,
+};
 use aegis_gateway::protocol::envelope::{self, Envelope, MsgType};
 use aegis_gateway::protocol::payloads::decode_b64_exact;
 use aegis_gateway::protocol::session::{Session, VerifyJob};
@@ -55,15 +57,15 @@ pub fn paired(rounds: usize, base: &mut dyn Work, other: &mut dyn Work) -> (f64,
 
 /// Checks the session's verify jobs in one batch, as the shard's batcher does.
 fn verify_jobs(jobs: &[VerifyJob], ok: &mut Vec<bool>) {
-    let items: Vec<BatchItem<'_>> = jobs
+    let items: Vec<ParsedItem<'_>> = jobs
         .iter()
-        .map(|j| BatchItem {
+        .map(|j| ParsedItem {
             public: &j.public,
             msg: &j.msg,
             sig: &j.sig,
         })
         .collect();
-    verify_batch(&items, ok);
+    verify_batch_parsed(&items, ok);
 }
 
 /// The crypto floor of 64 inbound v2 messages from one agent linked by hand (keys known):
@@ -71,7 +73,9 @@ fn verify_jobs(jobs: &[VerifyJob], ok: &mut Vec<bool>) {
 /// inputs, AAD and base64 decoding are included (no verify or open is possible without them);
 /// nothing else the session does is.
 pub struct InboundFloor {
-    agent_pub: [u8; 32],
+    /// The agent key, parsed once (as the gateway does per session: the floor gets the same
+    /// advantage, so the ratio stays honest).
+    agent_pub: PublicKey,
     rx: AeadKey,
     frames: Vec<Vec<u8>>,
     ok: Vec<bool>,
@@ -91,7 +95,7 @@ impl InboundFloor {
             })
             .collect();
         InboundFloor {
-            agent_pub: agent.key().public(),
+            agent_pub: PublicKey::parse(&agent.key().public()).expect("valid key"),
             rx: AeadKey::new(&keys.a2g),
             frames,
             ok: Vec::with_capacity(n),
@@ -118,11 +122,11 @@ impl InboundFloor {
             signed.push((seq, s, sig.expect("signature")));
         }
         let public = &self.agent_pub;
-        let items: Vec<BatchItem<'_>> = signed
+        let items: Vec<ParsedItem<'_>> = signed
             .iter()
-            .map(|(_, msg, sig)| BatchItem { public, msg, sig })
+            .map(|(_, msg, sig)| ParsedItem { public, msg, sig })
             .collect();
-        verify_batch(&items, &mut self.ok);
+        verify_batch_parsed(&items, &mut self.ok);
         assert!(self.ok.len() == envs.len() && self.ok.iter().all(|v| *v));
         for (e, (seq, _, _)) in envs.iter().zip(&signed) {
             let aad = sigstr::v2_aad(&e.id, e.msg_type.as_str(), &e.channel, e.timestamp, *seq);
