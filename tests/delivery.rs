@@ -179,6 +179,8 @@ fn broadcast_reaches_a_few_hundred_agents() {
     for (c, a, _) in agents.iter_mut() {
         let opened = a.open(c.recv_text().as_bytes()).unwrap();
         assert_eq!(opened.envelope.id, id);
+        let body: serde_json::Value = serde_json::from_slice(&opened.body).unwrap();
+        assert_eq!(body, json!({"ioc": "evil.example"}));
     }
     eprintln!("broadcast to 300 agents answered in {took:?}");
 }

@@ -43,13 +43,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("storage error: {e}"))
 }
 
-/// A command for the shards from a queue record.
-fn command(q: &QueuedMessage, kind: BackendKind, msg_type: MsgType) -> Command {
+/// A command for the shards: the queue record's id and seq with the command's JSON (records
+/// returned by a bulk enqueue carry no payload, so it is passed separately).
+fn command(q: &QueuedMessage, kind: BackendKind, msg_type: MsgType, payload: &str) -> Command {
     Command {
         message_id: q.message_id.clone(),
         kind,
         msg_type,
-        message_json: q.payload.clone().into_bytes(),
+        message_json: payload.as_bytes().to_vec(),
         seq: q.seq,
     }
 }
@@ -268,7 +269,7 @@ impl Backend for GatewayBackend {
         })?;
         let status = match self
             .handle
-            .deliver(&uid, command(&queued, kind, msg_type))
+            .deliver(&uid, command(&queued, kind, msg_type, &new.payload))
             .await
         {
             Ok(DeliveryOutcome::Written) | Err(DeliverError::NotPending) => "sent",
@@ -321,7 +322,9 @@ impl Backend for GatewayBackend {
         let mut queued = Vec::new();
         for ((uid, connected), result) in chosen.into_iter().zip(results) {
             match result {
-                Ok(q) if connected => deliveries.push((uid, command(&q, kind, msg_type))),
+                Ok(q) if connected => {
+                    deliveries.push((uid, command(&q, kind, msg_type, &template.payload)))
+                }
                 Ok(_) => queued.push(uid),
                 Err(QueueError::Full { .. }) => failed.push(BroadcastFailure {
                     agent_uid: uid,
