@@ -24,7 +24,28 @@ pub fn plain(
     payload: String,
     timestamp: i64,
 ) -> Envelope {
-    let nonce = b64(&random::bytes::<12>());
+    signed_plain(
+        key,
+        id,
+        msg_type,
+        channel,
+        payload,
+        timestamp,
+        &random::bytes::<12>(),
+    )
+}
+
+/// A frame outside the sealed path with the given 12-byte nonce, signed over `aegis/1:msg:…`.
+fn signed_plain(
+    key: &SigningKey,
+    id: String,
+    msg_type: MsgType,
+    channel: String,
+    payload: String,
+    timestamp: i64,
+    nonce: &[u8; 12],
+) -> Envelope {
+    let nonce = b64(nonce);
     let signed = sigstr::gateway_msg(
         &id,
         msg_type.as_str(),
@@ -60,27 +81,15 @@ pub fn v1_encrypted(
     let mut buf = Vec::with_capacity(plaintext.len() + 16);
     buf.extend_from_slice(plaintext);
     session_key.seal_in_place(&nonce_bytes, &[], &mut buf);
-    let nonce = b64(&nonce_bytes);
-    let payload = b64(&buf);
-    let signed = sigstr::gateway_msg(
-        &id,
-        msg_type.as_str(),
-        &channel,
-        timestamp,
-        &nonce,
-        &payload,
-    );
-    let signature = b64(&key.sign(&signed));
-    Envelope {
+    signed_plain(
+        key,
         id,
         msg_type,
         channel,
-        payload,
+        b64(&buf),
         timestamp,
-        nonce: Some(nonce),
-        signature: Some(signature),
-        headers: Vec::new(),
-    }
+        &nonce_bytes,
+    )
 }
 
 /// Everything a v2 sealed frame needs besides its content.
