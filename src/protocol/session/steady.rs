@@ -77,7 +77,7 @@ impl Session {
             return Step::actions(out);
         }
         let now_s = now_ms / 1000;
-        let in_window = (e.timestamp - now_s).abs() <= env.limits.timestamp_window_s;
+        let in_window = super::within_window(e.timestamp, now_s, env.limits.timestamp_window_s);
         match self.profile {
             Profile::V2 => {
                 let Some(seq) = e.header("seq").and_then(parse_seq) else {
