@@ -20,6 +20,7 @@ use crate::protocol::upgrade::UpgradeRequest;
 use crate::protocol::ErrorKind;
 
 pub use registration::{NewAgent, PendingRecord};
+pub(crate) use steady::parse_seq;
 
 /// Protocol timers and limits, from configuration.
 #[derive(Debug, Clone)]

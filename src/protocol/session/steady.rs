@@ -18,7 +18,7 @@ pub(super) struct PendingMsg {
 }
 
 /// Parses `headers.seq`: `^[1-9][0-9]*$` as a u64.
-fn parse_seq(s: &str) -> Option<u64> {
+pub(crate) fn parse_seq(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     if b.is_empty() || b[0] == b'0' || !b.iter().all(u8::is_ascii_digit) {
         return None;

@@ -725,3 +725,25 @@ fn terminate_after_close_emits_nothing() {
         assert!(again.is_empty(), "{kind:?}: {again:?}");
     }
 }
+
+#[test]
+fn agent_refuses_a_seq_spelled_differently() {
+    // `u64::from_str` accepts `+2` and `02`; the signature covers the number, so the agent took
+    // a frame whose `headers.seq` text had been changed.
+    let mut p = steady(Profile::V2);
+    let frame = p
+        .with(|s, env, now| {
+            s.command_frame(env, "c", BackendKind::Tests, MsgType::Request, b"{}", now)
+        })
+        .unwrap();
+    let mut buf = frame.clone().into_bytes();
+    let e = crate::protocol::envelope::parse(&mut buf).unwrap();
+    let seq = e.header("seq").unwrap().to_string();
+    for spelled in [format!("+{seq}"), format!("0{seq}"), format!("{seq} ")] {
+        let mut changed = e.clone();
+        changed.set_header("seq", spelled.clone());
+        let err = p.agent.open(changed.to_json().as_bytes()).unwrap_err();
+        assert_eq!(err, AgentError::Malformed("seq".into()), "{spelled}");
+    }
+    assert_eq!(p.agent.open(frame.as_bytes()).unwrap().body, b"{}");
+}
