@@ -384,9 +384,10 @@ impl Agent {
         match &mut self.keys {
             AgentKeys::None => Err(AgentError::NotReady),
             AgentKeys::V2 { rx, recv_seq, .. } => {
+                // The strict `^[1-9][0-9]*$` grammar: `+1` or `01` is not the signed text.
                 let seq = e
                     .header("seq")
-                    .and_then(|s| s.parse::<u64>().ok())
+                    .and_then(crate::protocol::session::parse_seq)
                     .ok_or_else(|| AgentError::Malformed("seq".into()))?;
                 if let Some(gw) = gw {
                     let s = sigstr::v2_msg(

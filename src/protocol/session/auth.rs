@@ -88,7 +88,7 @@ impl Session {
         if pk != self.upgrade.public_key {
             return Err("public_key does not match X-Agent-Public-Key");
         }
-        if (req.timestamp - now_s).abs() > env.limits.timestamp_window_s {
+        if !super::within_window(req.timestamp, now_s, env.limits.timestamp_window_s) {
             return Err("timestamp outside the accepted window");
         }
         let nonce = decode_b64_exact::<16>(&req.nonce).ok_or("invalid nonce")?;

@@ -20,6 +20,7 @@ use crate::protocol::upgrade::UpgradeRequest;
 use crate::protocol::ErrorKind;
 
 pub use registration::{NewAgent, PendingRecord};
+pub(crate) use steady::parse_seq;
 
 /// Protocol timers and limits, from configuration.
 #[derive(Debug, Clone)]
@@ -466,9 +467,13 @@ impl Session {
     }
 
     /// Closes the session for a graceful reason decided by the runtime (e.g. replaced by a newer
-    /// connection): sends the error frame when one applies and returns the close.
+    /// connection): sends the error frame when one applies and returns the close. Nothing on a
+    /// session that is already closed.
     pub fn terminate(&mut self, env: &Env<'_>, kind: ErrorKind, now_ms: i64) -> Vec<Action> {
         let mut out = Vec::new();
+        if matches!(self.phase, Phase::Closed) {
+            return out;
+        }
         if matches!(self.phase, Phase::Authed) {
             self.fatal(
                 env,
@@ -621,6 +626,15 @@ enum ReplyEncoding {
     Encrypted,
     /// v1: the JSON text as the payload (R2, R3).
     RawJson,
+}
+
+/// Whether timestamp `ts` is at most `window_s` seconds away from `now_s`. `ts` comes from the
+/// peer: the difference is computed without overflow (an `i64::MIN`-ish `ts` is simply out of
+/// the window).
+fn within_window(ts: i64, now_s: i64, window_s: i64) -> bool {
+    ts.checked_sub(now_s)
+        .and_then(i64::checked_abs)
+        .is_some_and(|d| d <= window_s)
 }
 
 /// The identity of an unregistered agent: `agent_id#public_key` (`#` is in neither character set).

@@ -18,7 +18,7 @@ pub(super) struct PendingMsg {
 }
 
 /// Parses `headers.seq`: `^[1-9][0-9]*$` as a u64.
-fn parse_seq(s: &str) -> Option<u64> {
+pub(crate) fn parse_seq(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     if b.is_empty() || b[0] == b'0' || !b.iter().all(u8::is_ascii_digit) {
         return None;
@@ -77,7 +77,7 @@ impl Session {
             return Step::actions(out);
         }
         let now_s = now_ms / 1000;
-        let in_window = (e.timestamp - now_s).abs() <= env.limits.timestamp_window_s;
+        let in_window = super::within_window(e.timestamp, now_s, env.limits.timestamp_window_s);
         match self.profile {
             Profile::V2 => {
                 let Some(seq) = e.header("seq").and_then(parse_seq) else {

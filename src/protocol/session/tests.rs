@@ -652,3 +652,98 @@ fn every_gateway_frame_has_eight_fields_and_right_nonce() {
         );
     }
 }
+
+// ---- regressions found by the fuzz targets (fuzz/) -------------------------------------------
+
+/// Timestamps at the ends of the i64 range overflowed `ts - now` (a panic in debug builds; in
+/// release `now + i64::MIN` wrapped into the window).
+const EXTREME_TS: [i64; 4] = [i64::MIN, i64::MIN + 1, i64::MAX, T0 / 1000 + i64::MIN];
+
+#[test]
+fn m1_with_an_extreme_timestamp_fails_authentication() {
+    for profile in [Profile::V1, Profile::V2] {
+        for ts in EXTREME_TS {
+            let mut p = Pair::new(profile);
+            let m1 = p.agent.m1(ts, crypto::random::bytes::<16>());
+            let actions = p.feed(&m1);
+            let r1 = r1_of(&sends(&actions)[0]);
+            assert!(!r1.success, "{profile:?} {ts}");
+            assert!(r1.message.contains("timestamp"), "{}", r1.message);
+            assert_eq!(close_code(&actions), Some(4001));
+        }
+    }
+}
+
+#[test]
+fn message_with_an_extreme_timestamp_is_a_signature_failure() {
+    for profile in [Profile::V1, Profile::V2] {
+        for ts in EXTREME_TS {
+            let mut p = steady(profile);
+            let hb = p.agent.heartbeat(ts).unwrap();
+            let actions = p.feed(&hb);
+            assert!(!actions.iter().any(|a| matches!(a, Action::Heartbeat)));
+            assert_eq!(
+                error_kind_of(&mut p.agent, &sends(&actions)[0]),
+                "signature_verification_failed"
+            );
+            let fatal = profile == Profile::V2;
+            assert_eq!(
+                close_code(&actions),
+                fatal.then_some(4003),
+                "{profile:?} {ts}"
+            );
+        }
+    }
+}
+
+#[test]
+fn within_window_edges() {
+    assert!(within_window(1000, 1000, 0));
+    assert!(within_window(700, 1000, 300));
+    assert!(within_window(1300, 1000, 300));
+    assert!(!within_window(699, 1000, 300));
+    assert!(!within_window(1301, 1000, 300));
+    assert!(!within_window(i64::MIN, 1000, i64::MAX));
+    assert!(!within_window(i64::MIN + 1000, 1000, 300));
+    assert!(!within_window(i64::MAX, -1, i64::MAX));
+    assert!(within_window(i64::MAX, 1, i64::MAX));
+}
+
+#[test]
+fn terminate_after_close_emits_nothing() {
+    // Before authentication, and after it.
+    let mut p = Pair::new(Profile::V1);
+    let first = p.with(|s, env, now| s.terminate(env, ErrorKind::Replaced, now));
+    assert_eq!(close_code(&first), Some(4010));
+    let again = p.with(|s, env, now| s.terminate(env, ErrorKind::Replaced, now));
+    assert!(again.is_empty(), "{again:?}");
+    let mut p = steady(Profile::V2);
+    let first = p.with(|s, env, now| s.terminate(env, ErrorKind::Replaced, now));
+    assert_eq!(close_code(&first), Some(4010));
+    for kind in ErrorKind::ALL {
+        let again = p.with(|s, env, now| s.terminate(env, kind, now));
+        assert!(again.is_empty(), "{kind:?}: {again:?}");
+    }
+}
+
+#[test]
+fn agent_refuses_a_seq_spelled_differently() {
+    // `u64::from_str` accepts `+2` and `02`; the signature covers the number, so the agent took
+    // a frame whose `headers.seq` text had been changed.
+    let mut p = steady(Profile::V2);
+    let frame = p
+        .with(|s, env, now| {
+            s.command_frame(env, "c", BackendKind::Tests, MsgType::Request, b"{}", now)
+        })
+        .unwrap();
+    let mut buf = frame.clone().into_bytes();
+    let e = crate::protocol::envelope::parse(&mut buf).unwrap();
+    let seq = e.header("seq").unwrap().to_string();
+    for spelled in [format!("+{seq}"), format!("0{seq}"), format!("{seq} ")] {
+        let mut changed = e.clone();
+        changed.set_header("seq", spelled.clone());
+        let err = p.agent.open(changed.to_json().as_bytes()).unwrap_err();
+        assert_eq!(err, AgentError::Malformed("seq".into()), "{spelled}");
+    }
+    assert_eq!(p.agent.open(frame.as_bytes()).unwrap().body, b"{}");
+}
