@@ -120,20 +120,7 @@ impl Session {
                     seq,
                     &e.payload,
                 );
-                let Some(public) = self.agent_key else {
-                    return Step::actions(out);
-                };
-                let job = VerifyJob {
-                    public,
-                    msg: signed,
-                    sig,
-                };
-                self.deferred = Some(Deferred::Msg(Box::new(PendingMsg {
-                    env: e,
-                    seq,
-                    unsigned: false,
-                })));
-                Step::verify(job)
+                self.defer(e, seq, signed, sig)
             }
             Profile::V1 => {
                 let is_reg = matches!(
@@ -163,20 +150,7 @@ impl Session {
                         };
                         let pk = crate::protocol::payloads::b64(&self.upgrade.public_key);
                         let signed = sigstr::v1_msg(&self.ident, &pk, e.timestamp, nonce);
-                        let Some(public) = self.agent_key else {
-                            return Step::actions(out);
-                        };
-                        let job = VerifyJob {
-                            public,
-                            msg: signed,
-                            sig,
-                        };
-                        self.deferred = Some(Deferred::Msg(Box::new(PendingMsg {
-                            env: e,
-                            seq: 0,
-                            unsigned: false,
-                        })));
-                        Step::verify(job)
+                        self.defer(e, 0, signed, sig)
                     }
                     _ => {
                         self.soft_error(
@@ -191,6 +165,24 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Parks a frame until its signature check (`signed` by the agent's key) comes back.
+    fn defer(&mut self, env: Envelope, seq: u64, signed: Vec<u8>, sig: [u8; 64]) -> Step {
+        let Some(public) = self.agent_key else {
+            // An invalid agent key never authenticates, so this cannot happen after R1.
+            return Step::default();
+        };
+        self.deferred = Some(Deferred::Msg(Box::new(PendingMsg {
+            env,
+            seq,
+            unsigned: false,
+        })));
+        Step::verify(VerifyJob {
+            public,
+            msg: signed,
+            sig,
+        })
     }
 
     pub(super) fn finish_msg(
