@@ -142,7 +142,7 @@ impl Pair {
         let step = self.session.on_frame(&env, &mut buf, T0);
         let mut actions = step.actions;
         if let Some(job) = step.verify {
-            let ok = crypto::verify(&job.public, &job.msg, &job.sig);
+            let ok = job.public.verify(&job.msg, &job.sig);
             actions.extend(self.session.on_verified(&env, ok, T0));
         }
         actions

@@ -441,8 +441,25 @@ impl Backend for GatewayBackend {
     }
 }
 
+/// Agent messages kept for the event stream.
+pub const EVENTS_KEPT: u64 = 1_000_000;
+/// How long final delivery records stay visible in `GET /api/v1/messages/{id}`.
+pub const MESSAGE_RETENTION_S: i64 = 7 * 86_400;
+
 impl crate::shard::Sweep for GatewayBackend {
     fn sweep(&self) {
+        // Retention, once a minute: bounded event log and delivery history.
+        if now_s() % 60 == 0 {
+            if let Err(e) = self.store.trim_events(EVENTS_KEPT) {
+                tracing::warn!(error = %e, "event retention failed");
+            }
+            if let Err(e) = self
+                .store
+                .purge_terminal(now_s() - MESSAGE_RETENTION_S, 10_000)
+            {
+                tracing::warn!(error = %e, "message retention failed");
+            }
+        }
         match self.store.expire_due(now_s(), 1_000) {
             Ok(0) => {}
             Ok(n) => {

@@ -28,6 +28,9 @@ pub use queue::{
 };
 pub use registrations::Registration;
 
+/// Memtable size per keyspace: bounds the memory the store holds between flushes.
+pub const MEMTABLE_BYTES: u64 = 16 << 20;
+
 use commit::Committer;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use std::{
@@ -214,8 +217,10 @@ impl Store {
             .open()
             .ctx("opening the database")?;
         let open = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .ctx("opening a keyspace")
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
+            .ctx("opening a keyspace")
         };
         let ks = Keyspaces {
             agents: open("agents")?,
