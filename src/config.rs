@@ -171,6 +171,9 @@ pub struct Config {
     /// Agent message burst per connection (`MESSAGE_BURST`; 0 disables the limit).
     /// Default = 1000.
     pub message_burst: u32,
+    /// Serve the admin API over TLS with the agent listener's certificate (`ADMIN_TLS`).
+    /// Default = false.
+    pub admin_tls: bool,
     /// Log output format (`LOG_FORMAT`). Default = `pretty`.
     pub log_format: LogFormat,
 }
@@ -211,6 +214,7 @@ impl Default for Config {
             connect_rate: 100,
             connect_burst: 1000,
             message_rate: 500,
+            admin_tls: false,
             message_burst: 1000,
             log_format: LogFormat::Pretty,
         }

@@ -184,7 +184,12 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         config: admin_cfg.clone(),
         ready: Arc::clone(&ready),
     };
-    let admin = crate::shard::Service::start_admin(admin_cfg.admin_addr, token, backend)
+    let admin_tls = if admin_cfg.admin_tls {
+        gateway.tls.clone()
+    } else {
+        None
+    };
+    let admin = crate::shard::Service::start_admin(admin_cfg.admin_addr, token, backend, admin_tls)
         .map_err(ServeError::Admin)?;
     ready.store(true, Ordering::Release);
     metrics::gauge!(crate::metrics::READY).set(1.0);

@@ -43,6 +43,23 @@ fn check_config_reports_every_problem_with_its_name() {
 }
 
 #[test]
+fn admin_tls_needs_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("check-config")
+        .env("DATA_DIR", dir.path())
+        .env("ADMIN_TLS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ADMIN_TLS") && err.contains("TLS_CERT_PATH"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_config_accepts_defaults_and_durations() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin()

@@ -21,6 +21,7 @@ fn wss_round_trips_and_certificate_reload() {
     let gw = TestGateway::start_with(move |c| {
         c.tls_cert_path = Some(lc);
         c.tls_key_path = Some(lk);
+        c.admin_tls = true;
     });
     let running = gw.running.as_ref().unwrap();
     let handle = running.handle();
@@ -43,6 +44,16 @@ fn wss_round_trips_and_certificate_reload() {
         );
         old = Some((c, a));
     }
+
+    // The admin API is served over TLS too (ADMIN_TLS): HTTPS works, plain HTTP does not.
+    let (status, body) = https(gw.admin, &ca_a, "GET /api/v1/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"agents\""));
+    assert_eq!(
+        http(gw.admin, "GET", "/healthz", None, None).0,
+        0,
+        "no plain HTTP on a TLS admin port"
+    );
 
     // A plain ws:// client on the TLS port is refused without harming the gateway.
     let a = gw.agent("plain", V2);
@@ -74,4 +85,39 @@ fn wss_round_trips_and_certificate_reload() {
     assert!(running.reload_tls().is_err());
     let req = go_upgrade_request(gw.addr, "tls-x", fresh.public_b64(), &[]);
     assert!(connect_tls(gw.addr, &ca_b, req.as_bytes()).is_ok());
+}
+
+/// One HTTPS request (trusting only `ca_pem`); returns (status, body).
+fn https(addr: std::net::SocketAddr, ca_pem: &[u8], request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
 }

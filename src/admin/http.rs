@@ -6,7 +6,7 @@
 //! sends `Connection: close` or speaks HTTP/1.0.
 
 use super::api::ApiError;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -267,16 +267,17 @@ pub enum ReadError {
     Http(HttpError),
 }
 
-/// One admin connection: the socket and the bytes read past the current request.
-pub struct Conn {
+/// One admin connection: the socket (plain TCP, or TLS over it) and the bytes read past the
+/// current request.
+pub struct Conn<S = TcpStream> {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: S,
     buf: Vec<u8>,
 }
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream) -> Conn {
+    pub fn new(stream: S) -> Conn<S> {
         Conn {
             stream,
             buf: Vec::new(),

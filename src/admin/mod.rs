@@ -35,6 +35,7 @@ pub use api::{
     RevokeResponse, SendRequest, SendResponse,
 };
 
+use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 use http::{Conn, ReadError, Response};
 use routes::{Reply, TokenCheck};
@@ -91,6 +92,21 @@ pub async fn serve<B: Backend>(listener: TcpListener, token: Rc<str>, backend: R
     serve_with(listener, token, backend, SSE_WAIT).await;
 }
 
+/// [`serve`] over TLS when `tls` is given (`ADMIN_TLS`; the certificate is the agent listener's,
+/// reloaded with it on SIGHUP).
+pub async fn serve_tls<B: Backend>(
+    listener: TcpListener,
+    token: Rc<str>,
+    backend: Rc<B>,
+    tls: Option<std::sync::Arc<crate::shard::TlsConfig>>,
+) {
+    let opts = Options {
+        tls,
+        ..Options::default()
+    };
+    serve_opts(listener, token, backend, opts).await;
+}
+
 /// [`serve`] with the event-stream wait chosen (tests use a short one).
 pub async fn serve_with<B: Backend>(
     listener: TcpListener,
@@ -106,8 +122,10 @@ pub async fn serve_with<B: Backend>(
 }
 
 /// Tunables of the admin listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Options {
+    /// Serve HTTPS with this certificate (`ADMIN_TLS`). Default = plain HTTP.
+    pub tls: Option<std::sync::Arc<crate::shard::TlsConfig>>,
     /// Event-stream backend wait. Default = [`SSE_WAIT`].
     pub sse_wait: Duration,
     /// Deadline for one request. Default = [`http::READ_TIMEOUT`].
@@ -119,6 +137,7 @@ pub(crate) struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
+            tls: None,
             sse_wait: SSE_WAIT,
             read_timeout: http::READ_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
@@ -133,6 +152,7 @@ pub(crate) async fn serve_opts<B: Backend>(
     opts: Options,
 ) {
     let ctx = Rc::new(Ctx {
+        tls: opts.tls.clone(),
         token: TokenCheck::new(&token),
         backend,
         opts,
@@ -142,7 +162,7 @@ pub(crate) async fn serve_opts<B: Backend>(
         match listener.accept().await {
             Ok(stream) => {
                 let ctx = Rc::clone(&ctx);
-                glommio::spawn_local(async move { serve_conn(ctx, stream).await }).detach();
+                glommio::spawn_local(async move { accept_conn(ctx, stream).await }).detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -154,6 +174,7 @@ pub(crate) async fn serve_opts<B: Backend>(
 }
 
 struct Ctx<B> {
+    tls: Option<std::sync::Arc<crate::shard::TlsConfig>>,
     token: TokenCheck,
     backend: Rc<B>,
     opts: Options,
@@ -169,9 +190,22 @@ impl Drop for Slot<'_> {
     }
 }
 
-async fn serve_conn<B: Backend>(ctx: Rc<Ctx<B>>, stream: TcpStream) {
+/// Serves one accepted socket, over TLS when the listener has a certificate.
+async fn accept_conn<B: Backend>(ctx: Rc<Ctx<B>>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    match ctx.tls.as_ref().map(|t| t.acceptor()) {
+        None => serve_conn(ctx, stream).await,
+        Some(acceptor) => {
+            let deadline = Instant::now() + ctx.opts.read_timeout;
+            if let Some(Ok(tls)) = http::with_deadline(deadline, acceptor.accept(stream)).await {
+                serve_conn(ctx, tls).await;
+            }
+        }
+    }
+}
+
+async fn serve_conn<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(ctx: Rc<Ctx<B>>, stream: S) {
     let mut conn = Conn::new(stream);
     if ctx.open.get() >= ctx.opts.max_connections {
         let busy = ApiError::unavailable("too many admin connections");
@@ -229,7 +263,7 @@ fn log(head: &http::Head, status: u16) {
 }
 
 /// Answers an HTTP-level error and closes.
-async fn refuse(mut conn: Conn, err: &ApiError) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut conn: Conn<S>, err: &ApiError) {
     tracing::debug!(
         status = err.status,
         error = err.error,

@@ -9,7 +9,7 @@ use super::api::EventItem;
 use super::http::{with_deadline, Conn};
 use super::query::EventsQuery;
 use super::Backend;
-use futures_lite::AsyncReadExt;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 use std::time::{Duration, Instant};
 
 /// Events asked of the backend per call.
@@ -52,7 +52,12 @@ pub fn error_frame(err: &super::ApiError) -> Vec<u8> {
 
 /// Streams events after `q.after` matching `q.pattern` until the client goes away; `wait` is how
 /// long each backend call may wait for new events (15 s in production).
-pub async fn stream<B: Backend>(conn: &mut Conn, backend: &B, q: EventsQuery, wait: Duration) {
+pub async fn stream<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    backend: &B,
+    q: EventsQuery,
+    wait: Duration,
+) {
     if write(conn, HEAD).await.is_err() {
         return;
     }
@@ -92,7 +97,7 @@ pub async fn stream<B: Backend>(conn: &mut Conn, backend: &B, q: EventsQuery, wa
 
 /// Resolves when the client closes its side or the socket fails. Bytes a client sends on an
 /// event stream are ignored.
-async fn client_gone(conn: &mut Conn) {
+async fn client_gone<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>) {
     let mut scratch = [0u8; 512];
     while let Ok(n) = conn.stream.read(&mut scratch).await {
         if n == 0 {
@@ -101,7 +106,10 @@ async fn client_gone(conn: &mut Conn) {
     }
 }
 
-async fn write(conn: &mut Conn, bytes: &[u8]) -> Result<(), ()> {
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    bytes: &[u8],
+) -> Result<(), ()> {
     match with_deadline(Instant::now() + WRITE_STALL, conn.write_all(bytes)).await {
         Some(Ok(())) => Ok(()),
         _ => Err(()),

@@ -59,6 +59,7 @@ config_args! {
     database_url => "DATABASE_URL", "URL", "Alias of DATA_DIR written fjall:///absolute/path";
     admin_addr => "ADMIN_ADDR", "IP:PORT", "Admin HTTP listener [default: 127.0.0.1:9090]";
     admin_token => "ADMIN_TOKEN", "TOKEN", "Admin API bearer token (prefer the env var: flags show in ps) [default: generated into DATA_DIR]";
+    admin_tls => "ADMIN_TLS", "BOOL", "Serve the admin API over TLS with TLS_CERT_PATH/TLS_KEY_PATH [default: false]";
     tls_cert_path => "TLS_CERT_PATH", "FILE", "TLS certificate chain, PEM; needs --tls-key-path";
     tls_key_path => "TLS_KEY_PATH", "FILE", "TLS private key, PEM; needs --tls-cert-path";
     max_connections => "MAX_CONNECTIONS", "N", "Concurrent agent connections [default: 100000]";

@@ -96,6 +96,7 @@ impl Config {
                     Some("unset: generated into DATA_DIR".to_string()),
                 ),
             },
+            ("ADMIN_TLS", self.admin_tls.to_string(), None),
             (
                 "TLS_CERT_PATH",
                 path(&self.tls_cert_path),
@@ -162,6 +163,7 @@ impl fmt::Debug for Config {
             data_dir,
             admin_addr,
             admin_token,
+            admin_tls,
             tls_cert_path,
             tls_key_path,
             max_connections,
@@ -197,6 +199,7 @@ impl fmt::Debug for Config {
             .field("data_dir", data_dir)
             .field("admin_addr", admin_addr)
             .field("admin_token", &admin_token)
+            .field("admin_tls", admin_tls)
             .field("tls_cert_path", tls_cert_path)
             .field("tls_key_path", tls_key_path)
             .field("max_connections", max_connections)

@@ -261,6 +261,16 @@ fn build(
         p.parse("ADMIN_ADDR", SOCKET_ADDR, |s| s.parse().ok()),
     );
     c.admin_token = p.text("ADMIN_TOKEN");
+    set(
+        &mut c.admin_tls,
+        p.parse("ADMIN_TLS", "true or false", |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Some(true),
+                "false" | "0" | "no" | "off" => Some(false),
+                _ => None,
+            }
+        }),
+    );
     c.tls_cert_path = p.path("TLS_CERT_PATH");
     c.tls_key_path = p.path("TLS_KEY_PATH");
     set(&mut c.max_connections, p.number("MAX_CONNECTIONS", COUNT));

@@ -114,6 +114,12 @@ impl Config {
             }),
             _ => {}
         }
+        if self.admin_tls && self.tls_cert_path.is_none() {
+            errors.push(ConfigError::Rejected {
+                var: "ADMIN_TLS",
+                reason: "needs TLS_CERT_PATH and TLS_KEY_PATH".to_string(),
+            });
+        }
         if listeners_collide(self.admin_addr, self.websocket_addr) {
             errors.push(ConfigError::Rejected {
                 var: "ADMIN_ADDR",

@@ -27,6 +27,7 @@ impl Service {
         addr: SocketAddr,
         token: String,
         backend: B,
+        tls: Option<std::sync::Arc<super::TlsConfig>>,
     ) -> Result<Service, String> {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
@@ -53,9 +54,12 @@ impl Service {
                 })
                 .detach();
                 let token: Rc<str> = Rc::from(token.as_str());
-                futures_lite::future::or(crate::admin::serve(listener, token, backend), async {
-                    let _ = stop_rx.await;
-                })
+                futures_lite::future::or(
+                    crate::admin::serve_tls(listener, token, backend, tls),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
                 .await;
             })
             .map_err(|e| e.to_string())?;
