@@ -1,0 +1,11 @@
+//! Shared harness code of the aegis-gateway fuzz targets (see `README.md`).
+//!
+//! - [`mutate`]: byte-level and field-level mutations of envelope frames.
+//! - [`session`]: a runtime-like driver of `protocol::session::Session` with invariant checks.
+//! - [`sealed`]: the v2 seal/open tamper target.
+//! - [`keys`]: fixed keys and constants.
+
+pub mod keys;
+pub mod mutate;
+pub mod sealed;
+pub mod session;

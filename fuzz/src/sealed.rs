@@ -1,0 +1,301 @@
+//! The `sealed_open` target: an authenticated v2 [`Agent`] + [`Session`] pair (fixed key seeds,
+//! built once and rebuilt only after the session closed), fed mutated sealed frames in both
+//! directions.
+//!
+//! - agent → gateway: the session must never accept (emit [`Action::Verified`] for) a frame
+//!   whose signed fields (`id type channel timestamp nonce seq payload`) differ from the frame
+//!   the agent sealed; with the signature check forced to pass, never one whose AEAD fields
+//!   (`id type channel timestamp seq`, the payload) differ. After a non-fatal rejection the
+//!   original frame is still accepted.
+//! - gateway → agent: [`Agent::open`] never accepts a frame whose signed fields differ, and
+//!   returns the original body when it accepts; after a rejection the original still opens.
+
+use std::cell::RefCell;
+use std::sync::{Mutex, OnceLock};
+
+use aegis_gateway::crypto;
+use aegis_gateway::protocol::agent::Agent;
+use aegis_gateway::protocol::channel::{AgentKind, BackendKind};
+use aegis_gateway::protocol::envelope::Envelope;
+use aegis_gateway::protocol::replay::NonceCache;
+use aegis_gateway::protocol::session::{Action, Env, Limits, Profile, Session};
+use arbitrary::Arbitrary;
+
+use crate::keys::{gateway_key, new_agent, upgrade_for, AGENT_ID, T0};
+use crate::mutate::{self, Mutation};
+
+/// Largest body the target seals.
+const MAX_BODY: usize = 2048;
+
+/// One fuzz input.
+#[derive(Arbitrary, Debug)]
+pub struct Input {
+    /// Which direction is attacked.
+    pub to_gateway: bool,
+    /// Type index.
+    pub msg_type: u8,
+    /// Channel kind index (agent kinds, plus `ack`).
+    pub kind: u8,
+    /// Plaintext.
+    pub body: Vec<u8>,
+    /// How the frame is changed.
+    pub mutation: Mutation,
+    /// Gateway side: pretend the signature verified, to test the AEAD alone.
+    pub forced_ok: bool,
+}
+
+/// An authenticated pair. The session's closes are fatal, so a closed pair is rebuilt.
+struct Pair {
+    session: Session,
+    agent: Agent,
+    nonces: RefCell<NonceCache>,
+    closed: bool,
+}
+
+fn limits() -> &'static Limits {
+    static L: OnceLock<Limits> = OnceLock::new();
+    L.get_or_init(|| Limits {
+        message_rate: None,
+        ..Limits::default()
+    })
+}
+
+/// Distinct M1 nonces across rebuilds.
+static BUILDS: Mutex<u64> = Mutex::new(0);
+
+impl Pair {
+    fn build() -> Pair {
+        let n = {
+            let mut b = BUILDS.lock().unwrap_or_else(|p| p.into_inner());
+            *b += 1;
+            *b
+        };
+        let agent = new_agent(AGENT_ID, Profile::V2);
+        let up = upgrade_for(&agent, AGENT_ID, None, Some(2));
+        let mut pair = Pair {
+            session: Session::new(up, None, T0, 0),
+            agent,
+            nonces: RefCell::new(NonceCache::new()),
+            closed: false,
+        };
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&n.to_be_bytes());
+        let m1 = pair.agent.m1(T0 / 1000, nonce);
+        let actions = pair.feed(m1.as_bytes(), false);
+        let r1 = actions.iter().find_map(|a| match a {
+            Action::Send(s) => Some(s.clone()),
+            _ => None,
+        });
+        let r1 = r1.expect("R1 sent");
+        pair.agent.on_r1(r1.as_bytes()).expect("agent accepts R1");
+        pair
+    }
+
+    /// Feeds a frame with the real signature check (or a forced pass).
+    fn feed(&mut self, frame: &[u8], forced_ok: bool) -> Vec<Action> {
+        let env = Env {
+            key: gateway_key(),
+            limits: limits(),
+            nonces: &self.nonces,
+        };
+        let mut buf = frame.to_vec();
+        let step = self.session.on_frame(&env, &mut buf, T0);
+        let mut actions = step.actions;
+        if let Some(job) = step.verify {
+            let ok = forced_ok || crypto::verify(&job.public, &job.msg, &job.sig);
+            actions.extend(self.session.on_verified(&env, ok, T0));
+        }
+        if actions.iter().any(|a| matches!(a, Action::Close(..))) {
+            self.closed = true;
+        }
+        actions
+    }
+}
+
+fn accepted(actions: &[Action]) -> bool {
+    actions.iter().any(|a| matches!(a, Action::Verified))
+}
+
+/// `id type channel timestamp seq payload`.
+type AeadFields<'a> = (&'a str, &'a str, &'a str, i64, Option<&'a str>, &'a str);
+
+/// The fields covered by the AEAD (associated data and ciphertext).
+fn aead_fields(e: &Envelope) -> AeadFields<'_> {
+    (
+        &e.id,
+        e.msg_type.as_str(),
+        &e.channel,
+        e.timestamp,
+        e.header("seq"),
+        &e.payload,
+    )
+}
+
+/// The fields covered by the v2 signature: the AEAD fields plus the nonce.
+fn signed_fields(e: &Envelope) -> (AeadFields<'_>, Option<&str>) {
+    (aead_fields(e), e.nonce.as_deref())
+}
+
+/// Runs one input against the shared pair.
+pub fn run(input: Input) {
+    static PAIR: OnceLock<Mutex<Option<Pair>>> = OnceLock::new();
+    let cell = PAIR.get_or_init(|| Mutex::new(None));
+    let mut guard = cell.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.as_ref().is_none_or(|p| p.closed) {
+        *guard = Some(Pair::build());
+    }
+    let Some(pair) = guard.as_mut() else {
+        return;
+    };
+    let body = input.body.get(..MAX_BODY).unwrap_or(&input.body);
+    let msg_type = crate::session::ops::msg_type(input.msg_type);
+    if input.to_gateway {
+        to_gateway(pair, &input, msg_type, body);
+    } else {
+        to_agent(pair, &input, msg_type, body);
+    }
+}
+
+fn to_gateway(
+    pair: &mut Pair,
+    input: &Input,
+    msg_type: aegis_gateway::protocol::MsgType,
+    body: &[u8],
+) {
+    let kinds = AgentKind::ALL.len();
+    let k = usize::from(input.kind) % (kinds + 1);
+    let (channel, headers) = match AgentKind::ALL.get(k) {
+        Some(kind) => (format!("agent.{AGENT_ID}.{kind}"), Vec::new()),
+        None => ("ack".to_string(), vec![("ack".into(), "cmd-1".into())]),
+    };
+    let original = pair
+        .agent
+        .message(&channel, msg_type, body, T0 / 1000, headers)
+        .expect("agent is authenticated");
+    let orig = mutate::parse(original.as_bytes()).expect("agent frame parses");
+    let mutated = mutate::mutate(&original, &input.mutation);
+    let actions = pair.feed(&mutated, input.forced_ok);
+    if accepted(&actions) {
+        let m = mutate::parse(&mutated).expect("an accepted frame parses");
+        if input.forced_ok {
+            assert_eq!(
+                aead_fields(&m),
+                aead_fields(&orig),
+                "AEAD accepted a change"
+            );
+        } else {
+            assert_eq!(signed_fields(&m), signed_fields(&orig), "accepted a change");
+        }
+        return;
+    }
+    if pair.closed {
+        return;
+    }
+    // Not accepted and not fatal (malformed envelope or seq header): nothing advanced.
+    let again = pair.feed(original.as_bytes(), false);
+    assert!(
+        accepted(&again) || pair.closed,
+        "original refused after a non-fatal rejection: {again:?}"
+    );
+}
+
+fn to_agent(
+    pair: &mut Pair,
+    input: &Input,
+    msg_type: aegis_gateway::protocol::MsgType,
+    body: &[u8],
+) {
+    let env = Env {
+        key: gateway_key(),
+        limits: limits(),
+        nonces: &pair.nonces,
+    };
+    let kind = BackendKind::ALL[usize::from(input.kind) % BackendKind::ALL.len()];
+    let original = pair
+        .session
+        .command_frame(&env, "cmd-1", kind, msg_type, body, T0)
+        .expect("session is authenticated");
+    let orig = mutate::parse(original.as_bytes()).expect("gateway frame parses");
+    let mutated = mutate::mutate(&original, &input.mutation);
+    match pair.agent.open(&mutated) {
+        Ok(opened) => {
+            assert_eq!(
+                signed_fields(&opened.envelope),
+                signed_fields(&orig),
+                "agent accepted a change"
+            );
+            assert_eq!(opened.body, body, "agent opened another body");
+            assert!(
+                pair.agent.open(original.as_bytes()).is_err(),
+                "replay opened"
+            );
+        }
+        Err(_) => {
+            let opened = pair
+                .agent
+                .open(original.as_bytes())
+                .expect("original opens after a rejected copy");
+            assert_eq!(opened.body, body);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mutate::FieldChange;
+
+    fn input(to_gateway: bool, mutation: Mutation, forced_ok: bool) -> Input {
+        Input {
+            to_gateway,
+            msg_type: 2,
+            kind: 3,
+            body: br#"{"k":1}"#.to_vec(),
+            mutation,
+            forced_ok,
+        }
+    }
+
+    #[test]
+    fn unchanged_frames_are_accepted_and_changed_ones_refused() {
+        // Both directions, unchanged: accepted (the asserts inside `run` check it).
+        for _ in 0..3 {
+            run(input(true, Mutation::Bytes(Vec::new()), false));
+            run(input(false, Mutation::Bytes(Vec::new()), false));
+        }
+        // Changed AEAD fields with the signature check forced to pass: refused by the AEAD.
+        for change in [
+            FieldChange::PayloadBit(3, 1),
+            FieldChange::TimestampDelta(1),
+            FieldChange::Type(0),
+            FieldChange::IdByte(0, 7),
+        ] {
+            run(input(true, Mutation::Fields(vec![change.clone()]), true));
+            run(input(false, Mutation::Fields(vec![change]), false));
+        }
+        // A header the signature does not cover, and a malformed seq (non-fatal).
+        run(input(
+            true,
+            Mutation::Fields(vec![FieldChange::Header("x".into(), "y".into())]),
+            false,
+        ));
+        run(input(
+            true,
+            Mutation::Fields(vec![FieldChange::SeqText("01".into())]),
+            false,
+        ));
+        // The same seq number spelled differently is not the signed text.
+        for prefix in ["+", "0"] {
+            run(input(
+                false,
+                Mutation::Fields(vec![FieldChange::SeqPrefix(prefix.into())]),
+                false,
+            ));
+            run(input(
+                true,
+                Mutation::Fields(vec![FieldChange::SeqPrefix(prefix.into())]),
+                false,
+            ));
+        }
+    }
+}
