@@ -90,21 +90,10 @@ fn wss_round_trips_and_certificate_reload() {
 /// One HTTPS request (trusting only `ca_pem`); returns (status, body).
 fn https(addr: std::net::SocketAddr, ca_pem: &[u8], request: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let mut s = tls_stream(addr, ca_pem);
+    s.sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);

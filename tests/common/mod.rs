@@ -195,12 +195,8 @@ pub fn connect_raw(addr: SocketAddr, request: &[u8]) -> Result<Client, Refused> 
     connect_on(stream, request)
 }
 
-/// Connects over TLS trusting only `ca_pem` (server name `localhost`) and upgrades.
-pub fn connect_tls(
-    addr: SocketAddr,
-    ca_pem: &[u8],
-    request: &[u8],
-) -> Result<Client<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>, Refused> {
+/// A TLS client configuration trusting only `ca_pem` (ring provider).
+pub fn tls_client_config(ca_pem: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
         roots.add(cert.unwrap()).unwrap();
@@ -211,11 +207,28 @@ pub fn connect_tls(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+/// A TLS stream to `addr` for server name `localhost`, trusting only `ca_pem`.
+pub fn tls_stream(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let conn = rustls::ClientConnection::new(tls_client_config(ca_pem), name).unwrap();
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_nodelay(true).unwrap();
-    connect_on(rustls::StreamOwned::new(conn, tcp), request)
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Connects over TLS trusting only `ca_pem` (server name `localhost`) and upgrades.
+pub fn connect_tls(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+    request: &[u8],
+) -> Result<Client<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>, Refused> {
+    connect_on(tls_stream(addr, ca_pem), request)
 }
 
 /// Writes a self-signed certificate for `localhost`/127.0.0.1 and its key with openssl.
