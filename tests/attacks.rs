@@ -344,3 +344,20 @@ fn two_hundred_rapid_reconnects_of_one_uid() {
     );
     assert_still_serving(&gw);
 }
+
+#[test]
+fn silent_client_after_upgrade_is_cut_off_with_4001() {
+    let gw = TestGateway::start_with(|c| c.auth_timeout = Duration::from_secs(1));
+    let a = gw.agent("silent", V2);
+    let mut c = connect(gw.addr, &a, None);
+    let mut seen = Vec::new();
+    assert_eq!(c.recv_close(&mut seen), 4001);
+    let mut raw = seen[0].clone().into_bytes();
+    let e = envelope::parse(&mut raw).unwrap();
+    assert_eq!(e.channel, "error");
+    let json =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &e.payload).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["error"], "authentication_failed");
+    assert_still_serving(&gw);
+}
