@@ -361,3 +361,33 @@ fn silent_client_after_upgrade_is_cut_off_with_4001() {
     assert_eq!(v["error"], "authentication_failed");
     assert_still_serving(&gw);
 }
+
+#[test]
+fn gateway_pings_and_closes_an_idle_connection() {
+    let gw = TestGateway::start_with(|c| {
+        c.ping_interval = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_millis(1200);
+    });
+    let mut a = gw.agent("idle", V2);
+    let mut c = connect(gw.addr, &a, None);
+    authenticate(&mut c, &mut a);
+    // Not reading means not answering pings: the connection is silent. Read the server's raw
+    // frames afterwards (a WebSocket client would try to answer the pings on a closed socket).
+    std::thread::sleep(Duration::from_millis(2000));
+    let mut raw = Vec::new();
+    let _ = c.ws.get_mut().read_to_end(&mut raw);
+    let (mut pings, mut code, mut i) = (0, 0u16, 0usize);
+    while i + 2 <= raw.len() {
+        let (opcode, len) = (raw[i] & 0x0f, usize::from(raw[i + 1] & 0x7f));
+        let payload = &raw[(i + 2).min(raw.len())..(i + 2 + len).min(raw.len())];
+        match opcode {
+            0x9 => pings += 1,
+            0x8 if payload.len() >= 2 => code = u16::from_be_bytes([payload[0], payload[1]]),
+            _ => {}
+        }
+        i += 2 + len;
+    }
+    assert!(pings >= 2, "gateway pinged ({pings})");
+    assert_eq!(code, 1000, "idle timeout closes normally");
+    assert_still_serving(&gw);
+}
