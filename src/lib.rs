@@ -19,7 +19,8 @@
 //!
 //! ## Data flow of an inbound frame
 //!
-//! socket → WebSocket unframe (tungstenite) → [`protocol::session::Session::on_frame`] parses
+//! socket → read through the shard's buffer → WebSocket unframe ([`protocol::ws`], headers by
+//! tungstenite; an idle connection owns no buffer) → [`protocol::session::Session::on_frame`] parses
 //! the envelope and returns a signature check → the shard's verify batcher checks many at once →
 //! `on_verified` opens the AEAD and routes → actions (replies, presence, store writes) are carried
 //! out by the connection task.

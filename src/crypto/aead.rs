@@ -1,6 +1,9 @@
 //! ChaCha20-Poly1305 (RFC 8439) from ring, sealing and opening in place.
 //!
-//! One [`AeadKey`] is built per session direction and reused for every message.
+//! One [`AeadKey`] is kept per session direction. It holds the 32 raw key bytes and builds
+//! ring's key object for each operation: ring's `LessSafeKey` is sized for its largest
+//! algorithm (≈ 0.5 KiB, an AES key schedule), which per idle session would be most of the
+//! memory budget, while building a ChaCha20 key is a 32-byte copy.
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
@@ -19,9 +22,9 @@ pub enum AeadError {
     TooLong,
 }
 
-/// A ChaCha20-Poly1305 key, expanded once.
+/// A ChaCha20-Poly1305 key.
 pub struct AeadKey {
-    key: LessSafeKey,
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for AeadKey {
@@ -33,13 +36,15 @@ impl std::fmt::Debug for AeadKey {
 impl AeadKey {
     /// Builds the key from 32 raw bytes.
     pub fn new(key: &[u8; 32]) -> Self {
+        Self { key: *key }
+    }
+
+    /// ring's key object for one operation.
+    fn ring_key(&self) -> LessSafeKey {
         // ring rejects only keys of the wrong length, and ours is 32 bytes by type.
-        let unbound = match UnboundKey::new(&CHACHA20_POLY1305, key) {
-            Ok(k) => k,
+        match UnboundKey::new(&CHACHA20_POLY1305, &self.key) {
+            Ok(k) => LessSafeKey::new(k),
             Err(_) => unreachable!("ChaCha20-Poly1305 takes 32-byte keys"),
-        };
-        Self {
-            key: LessSafeKey::new(unbound),
         }
     }
 
@@ -67,7 +72,7 @@ impl AeadKey {
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<(), AeadError> {
-        self.key
+        self.ring_key()
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
             .map_err(|_| AeadError::TooLong)
     }
@@ -80,7 +85,7 @@ impl AeadKey {
         aad: &[u8],
         buf: &'b mut [u8],
     ) -> Result<&'b mut [u8], AeadError> {
-        self.key
+        self.ring_key()
             .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
             .map_err(|_| AeadError::Open)
     }

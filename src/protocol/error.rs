@@ -107,6 +107,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Graceful shutdown (drain).
     pub const GOING_AWAY: u16 = 1001;
+    /// A framing violation (RFC 6455).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame that is not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// Generic policy violation.

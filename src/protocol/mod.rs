@@ -10,6 +10,7 @@
 //! - [`frame`]: building the frames the gateway sends (plain, v1-encrypted, v2-sealed).
 //! - [`replay`]: the M1 nonce replay cache.
 //! - [`session`]: the per-connection state machine (§3–§7).
+//! - [`ws`]: RFC 6455 framing (server side): message assembly without per-connection buffers.
 //! - [`agent`]: the agent side (tests, loadgen).
 
 pub mod agent;
@@ -23,6 +24,7 @@ pub mod replay;
 pub mod session;
 pub mod sigstr;
 pub mod upgrade;
+pub mod ws;
 
 pub use channel::{AgentKind, BackendKind, Channel, ChannelError};
 pub use envelope::{Envelope, EnvelopeError, MsgType};

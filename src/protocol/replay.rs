@@ -14,9 +14,14 @@ pub trait NonceCheck {
 }
 
 /// A bounded-in-time map of seen nonces. Expired entries are purged as the map grows.
+///
+/// An entry is 20 bytes: the first 16 bytes of SHA-256(key ‖ nonce) and the expiry in u32
+/// seconds (every handshake leaves one for 600 s, so at fleet scale its size matters). A
+/// collision could only refuse a fresh nonce, never accept a replayed one, and 128 bits make
+/// even that out of reach.
 #[derive(Default, Debug)]
 pub struct NonceCache {
-    seen: HashMap<[u8; 48], i64>,
+    seen: HashMap<[u8; 16], u32>,
     next_purge_len: usize,
 }
 
@@ -31,17 +36,20 @@ impl NonceCache {
 
     /// Records the pair; `false` when it was already seen and has not expired.
     pub fn insert(&mut self, public_key: &[u8; 32], nonce: &[u8; 16], now_s: i64) -> bool {
+        let now = secs(now_s);
         if self.seen.len() >= self.next_purge_len {
-            self.seen.retain(|_, exp| *exp > now_s);
+            self.seen.retain(|_, exp| *exp > now);
             self.next_purge_len = (self.seen.len() * 2).max(1024);
         }
-        let mut k = [0u8; 48];
-        k[..32].copy_from_slice(public_key);
-        k[32..].copy_from_slice(nonce);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(public_key);
+        ctx.update(nonce);
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&ctx.finish().as_ref()[..16]);
         match self.seen.get(&k) {
-            Some(exp) if *exp > now_s => false,
+            Some(exp) if *exp > now => false,
             _ => {
-                self.seen.insert(k, now_s + NONCE_TTL_S);
+                self.seen.insert(k, secs(now_s.saturating_add(NONCE_TTL_S)));
                 true
             }
         }
@@ -56,6 +64,11 @@ impl NonceCache {
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
+}
+
+/// Unix seconds as stored (clamped to u32: until 2106).
+fn secs(t: i64) -> u32 {
+    u32::try_from(t.max(0)).unwrap_or(u32::MAX)
 }
 
 impl NonceCheck for std::sync::Mutex<NonceCache> {

@@ -5,6 +5,7 @@ use super::control::{Command, DeliverError, DeliverReply, DeliveryOutcome};
 use super::now_ms;
 use super::outbox::{command_of, Outbox};
 use super::presence::{ConnCmd, ShardCtx};
+use super::ws::{Read, WsStream};
 use crate::metrics::Delivery;
 use crate::protocol::channel::{AgentKind, Channel};
 use crate::protocol::close;
@@ -12,11 +13,8 @@ use crate::protocol::envelope::MsgType;
 use crate::protocol::session::Profile;
 use crate::protocol::session::{Action, KnownAgent, Session};
 use crate::protocol::upgrade::{self, Parsed, UpgradeRequest};
+use crate::protocol::ws::{self, Incoming};
 use crate::protocol::ErrorKind;
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Error as WsError, Message};
-use async_tungstenite::WebSocketStream;
 use futures_channel::mpsc;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use glommio::net::TcpStream;
@@ -24,6 +22,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
+use tungstenite::protocol::frame::coding::Control;
 
 /// How often `last_seen` may be written per connection (heartbeats are not one write each).
 const LAST_SEEN_EVERY_MS: i64 = 60_000;
@@ -46,8 +45,23 @@ pub(super) async fn serve_handed(
     }
 }
 
+/// Runs an admitted connection as a task of its own, so its future holds only the connection
+/// (not the accept path that led to it).
+pub(super) fn spawn<S>(
+    ctx: Rc<ShardCtx>,
+    stream: S,
+    head: Vec<u8>,
+    request: UpgradeRequest,
+    consumed: usize,
+    peer: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    glommio::spawn_local(serve_upgraded(ctx, stream, head, request, consumed, peer)).detach();
+}
+
 /// Completes the upgrade on the owner shard and runs the session.
-pub(super) async fn serve_upgraded<S>(
+async fn serve_upgraded<S>(
     ctx: Rc<ShardCtx>,
     mut stream: S,
     head: Vec<u8>,
@@ -91,18 +105,17 @@ pub(super) async fn serve_upgraded<S>(
     {
         return;
     }
-    let cfg = &ctx.shared.config;
-    let rest = head.get(consumed..).unwrap_or_default().to_vec();
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(cfg)))
-        .await;
+    let mut ws = WsStream::new(stream, ctx.shared.config.max_message_size);
+    let early = ws.feed(head.get(consumed..).unwrap_or_default());
+    drop(head);
     let jitter = expiry_jitter_ms(ctx.shared.limits.session_timeout_s);
     let session = Session::new(request, known, now_ms(), jitter);
     let (tx, rx) = mpsc::unbounded();
     let conn_id = ctx.add_conn(tx);
     ctx.metrics.connection(None, Some(0));
     tracing::info!(conn = conn_id, %peer, shard = ctx.id, "agent connected");
-    let mut c = Conn {
-        ctx: Rc::clone(&ctx),
+    let c = Conn {
+        ctx,
         ws,
         session,
         conn_id,
@@ -110,71 +123,12 @@ pub(super) async fn serve_upgraded<S>(
         held: Vec::new(),
         outbox: Outbox::default(),
         channels_seen: Vec::new(),
-        claimed: None,
+        claimed: false,
         profile_slot: 0,
         last_inbound: std::time::Instant::now(),
         last_seen_write_ms: 0,
     };
-    let reason = c.run().await;
-    if let Some(identity) = c.claimed.take() {
-        ctx.release(&identity, conn_id);
-    }
-    if c.session.is_registered() && !c.outbox.is_empty() {
-        let t = c
-            .outbox
-            .close(&ctx.shared.store, c.session.ident(), now_ms());
-        ctx.metrics.delivery(Delivery::Failed, t.failed);
-    }
-    for (_, reply) in c.held.drain(..) {
-        let _ = reply.send(Err(DeliverError::Closed));
-    }
-    ctx.remove_conn(conn_id);
-    ctx.metrics.connection(Some(c.profile_slot), None);
-    drop(slot);
-    tracing::info!(conn = conn_id, %peer, reason, "agent disconnected");
-}
-
-/// The WebSocket settings of every agent connection: small read buffer, no write batching,
-/// bounded write buffer, and `MAX_MESSAGE_SIZE` for messages and frames (tungstenite's defaults —
-/// 128 KiB buffers, 64 MiB messages, unbounded writes — are wrong for a gateway).
-pub(super) fn ws_config(cfg: &crate::config::Config) -> WebSocketConfig {
-    let mut ws = WebSocketConfig::default();
-    ws.read_buffer_size = cfg.ws_read_buffer_size;
-    ws.write_buffer_size = 0;
-    ws.max_write_buffer_size = cfg.ws_write_buffer_size.max(cfg.max_message_size * 2);
-    ws.max_message_size = Some(cfg.max_message_size);
-    ws.max_frame_size = Some(cfg.max_message_size);
-    ws
-}
-
-/// The close a read error calls for: 1007 bad UTF-8, 1009 too big, 1002 protocol violation;
-/// `None` when the transport itself failed (nothing can be sent).
-pub(super) fn close_for(e: &WsError) -> Option<(CloseCode, &'static str)> {
-    match e {
-        WsError::Utf8(_) => Some((CloseCode::from(close::INVALID_PAYLOAD), "invalid UTF-8")),
-        WsError::Capacity(_) => Some((CloseCode::from(close::TOO_BIG), "message too big")),
-        WsError::Protocol(_) => Some((CloseCode::Protocol, "protocol error")),
-        _ => None,
-    }
-}
-
-/// Sends a close frame and waits (at most 2 s) for the close handshake.
-pub(super) async fn close_ws<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
-    code: CloseCode,
-    reason: &'static str,
-) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = futures_lite::future::or(
-        async {
-            let _ = ws.close(Some(frame)).await;
-        },
-        glommio::timer::sleep(Duration::from_secs(2)),
-    )
-    .await;
+    glommio::spawn_local(Box::new(c).live(early, slot, peer)).detach();
 }
 
 /// How long one frame may take to write: the ping interval, at most 10 s.
@@ -191,7 +145,7 @@ fn expiry_jitter_ms(session_timeout_s: i64) -> i64 {
 
 struct Conn<S> {
     ctx: Rc<ShardCtx>,
-    ws: WebSocketStream<S>,
+    ws: WsStream<S>,
     session: Session,
     conn_id: u64,
     rx: mpsc::UnboundedReceiver<ConnCmd>,
@@ -201,7 +155,8 @@ struct Conn<S> {
     outbox: Outbox,
     /// Channels already recorded in the `channels` keyspace by this connection.
     channels_seen: Vec<String>,
-    claimed: Option<String>,
+    /// Whether this connection holds the presence of `session.identity()`.
+    claimed: bool,
     /// Metrics profile slot: 0 unauthenticated, 1 v1, 2 v2.
     profile_slot: usize,
     last_inbound: std::time::Instant,
@@ -209,7 +164,7 @@ struct Conn<S> {
 }
 
 enum Event {
-    Frame(Option<Result<Message, WsError>>),
+    Read(Read),
     Cmd(Option<ConnCmd>),
     Tick,
 }
@@ -218,7 +173,40 @@ enum Event {
 type Reason = &'static str;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    async fn run(&mut self) -> Reason {
+    /// The connection's own task, for as long as it lives: the loop, then the cleanup. It is
+    /// spawned apart from the upgrade so its future holds the connection and the loop only.
+    ///
+    /// The connection is boxed: an async fn keeps its arguments beside its locals, so an
+    /// unboxed `Conn` would be stored twice in the task.
+    async fn live(mut self: Box<Self>, early: Read, slot: super::limits::Slot, peer: SocketAddr) {
+        let reason = self.run(early).await;
+        let ctx = Rc::clone(&self.ctx);
+        let conn_id = self.conn_id;
+        if std::mem::take(&mut self.claimed) {
+            ctx.release(self.session.identity(), conn_id);
+        }
+        if self.session.is_registered() && !self.outbox.is_empty() {
+            let t = self
+                .outbox
+                .close(&ctx.shared.store, self.session.ident(), now_ms());
+            ctx.metrics.delivery(Delivery::Failed, t.failed);
+        }
+        for (_, reply) in self.held.drain(..) {
+            let _ = reply.send(Err(DeliverError::Closed));
+        }
+        ctx.remove_conn(conn_id);
+        ctx.metrics.connection(Some(self.profile_slot), None);
+        drop(slot);
+        tracing::info!(conn = conn_id, %peer, reason, "agent disconnected");
+    }
+
+    /// The connection loop. It awaits the read/command/timer race and little else inline:
+    /// the work each event starts runs in a boxed future, so the long-lived task future of an
+    /// idle connection stays small (the per-connection memory budget).
+    async fn run(&mut self, early: Read) -> Reason {
+        if let Some(reason) = Box::pin(self.on_read(early)).await {
+            return reason;
+        }
         let cfg = &self.ctx.shared.config;
         let ping_every = cfg.ping_interval;
         let idle = cfg.idle_timeout;
@@ -226,11 +214,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         loop {
             let now = std::time::Instant::now();
             if now.duration_since(self.last_inbound) >= idle {
-                self.close(CloseCode::Normal, "idle timeout").await;
+                Box::pin(self.ws.close(close::NORMAL, "idle timeout")).await;
                 return "idle timeout";
             }
             if now >= next_ping {
-                if self.send(Message::Ping(Vec::new().into())).await.is_err() {
+                if self.send(&ws::control(Control::Ping, &[])).await.is_err() {
                     return "write failed";
                 }
                 next_ping = now + ping_every;
@@ -250,7 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 let ws = &mut self.ws;
                 let rx = &mut self.rx;
                 futures_lite::future::or(
-                    async { Event::Frame(ws.next().await) },
+                    async { Event::Read(ws.read().await) },
                     futures_lite::future::or(async { Event::Cmd(rx.next().await) }, async {
                         glommio::timer::sleep(wait).await;
                         Event::Tick
@@ -259,23 +247,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .await
             };
             let actions: Vec<Action> = match ev {
-                Event::Frame(None) => return "peer closed",
-                Event::Frame(Some(Err(e))) => return self.on_ws_error(e).await,
-                Event::Frame(Some(Ok(msg))) => {
-                    self.last_inbound = std::time::Instant::now();
-                    match msg {
-                        Message::Text(t) => {
-                            let mut buf = t.as_bytes().to_vec();
-                            self.on_frame(&mut buf).await
-                        }
-                        Message::Binary(b) => {
-                            let mut buf = b.to_vec();
-                            self.on_frame(&mut buf).await
-                        }
-                        Message::Close(_) => return "peer closed",
-                        _ => Vec::new(),
-                    }
-                }
+                Event::Read(r) => match Box::pin(self.on_read(r)).await {
+                    Some(reason) => return reason,
+                    None => continue,
+                },
                 Event::Cmd(None) => return "shard gone",
                 Event::Cmd(Some(cmd)) => match cmd {
                     ConnCmd::Replace => {
@@ -286,7 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     ConnCmd::Revoke => {
                         // The agent no longer exists: close 4001. Its presence is already gone.
-                        self.claimed = None;
+                        self.claimed = false;
                         let now = now_ms();
                         let ctx = Rc::clone(&self.ctx);
                         let env = ctx.env();
@@ -297,12 +272,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         // Spread closes over a short window so agents do not reconnect at once.
                         let spread = u64::from(crate::crypto::random::bytes::<1>()[0]) * 4;
                         glommio::timer::sleep(Duration::from_millis(spread)).await;
-                        self.close(CloseCode::Away, "gateway shutting down").await;
+                        Box::pin(self.ws.close(close::GOING_AWAY, "gateway shutting down")).await;
                         return "drained";
                     }
-                    ConnCmd::Deliver(cmd, reply) => {
+                    ConnCmd::Deliver(d) => {
+                        let (cmd, reply) = *d;
                         if self.session.handshake_over() {
-                            self.write_command(cmd, Some(reply)).await;
+                            Box::pin(self.write_command(cmd, Some(reply))).await;
                         } else {
                             self.held.push((cmd, reply));
                         }
@@ -310,17 +286,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 },
                 Event::Tick => {
-                    self.retry_overdue().await;
+                    Box::pin(self.retry_overdue()).await;
                     let now = now_ms();
                     let ctx = Rc::clone(&self.ctx);
                     let env = ctx.env();
                     self.session.tick(&env, now)
                 }
             };
-            if let Some(reason) = self.perform(actions).await {
+            if let Some(reason) = Box::pin(self.perform(actions)).await {
                 return reason;
             }
         }
+    }
+
+    /// Handles what one read produced, in order: messages go to the session, pings are
+    /// answered, a close is answered and ends the connection, and a framing violation after
+    /// them closes with its code (1002, 1007, 1009). `Some(reason)` when the connection ends.
+    async fn on_read(&mut self, read: Read) -> Option<Reason> {
+        let (msgs, result) = match read {
+            Read::Frames(msgs, result) => (msgs, result),
+            Read::Eof => return Some("peer closed"),
+            Read::Failed => return Some("read failed"),
+        };
+        if !msgs.is_empty() {
+            self.last_inbound = std::time::Instant::now();
+        }
+        for m in msgs {
+            match m {
+                Incoming::Text(mut buf) | Incoming::Binary(mut buf) => {
+                    let actions = self.on_frame(&mut buf).await;
+                    drop(buf);
+                    if let Some(reason) = self.perform(actions).await {
+                        return Some(reason);
+                    }
+                }
+                Incoming::Ping(payload) => {
+                    if self
+                        .send(&ws::control(Control::Pong, &payload))
+                        .await
+                        .is_err()
+                    {
+                        return Some("write failed");
+                    }
+                }
+                Incoming::Pong => {}
+                Incoming::Close(close) => {
+                    self.ws.answer_close(close).await;
+                    return Some("peer closed");
+                }
+            }
+        }
+        if let Err(e) = result {
+            self.ws.close(e.close_code(), e.reason()).await;
+            return Some(e.reason());
+        }
+        None
     }
 
     /// Feeds a frame to the session, running its signature check through the shard batcher.
@@ -346,12 +366,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         while let Some(a) = queue.pop_front() {
             match a {
                 Action::Send(text) => {
-                    if self.send(Message::text(text)).await.is_err() {
+                    if self.send(&ws::text(text.as_bytes())).await.is_err() {
                         return Some("write failed");
                     }
                 }
                 Action::Close(code, reason) => {
-                    self.close(CloseCode::from(code), reason).await;
+                    self.ws.close(code, reason).await;
                     return Some(reason);
                 }
                 Action::Authenticated { identity, profile } => {
@@ -363,7 +383,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.ctx.metrics.handshake(true, profile.number());
                     self.profile_slot = slot;
                     self.ctx.claim(&identity, self.conn_id, self.session_info());
-                    self.claimed = Some(identity);
+                    self.claimed = true;
                 }
                 Action::HandshakeOver => {
                     self.flush_queue().await;
@@ -403,7 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     tracing::info!(conn = self.conn_id, %uid, "agent registered");
                     self.ctx.release(&old_identity, self.conn_id);
                     self.ctx.claim(&uid, self.conn_id, self.session_info());
-                    self.claimed = Some(uid);
+                    self.claimed = true;
                 }
                 Action::Heartbeat => {
                     self.ctx
@@ -600,7 +620,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         );
         let result = match frame {
             None => Err(DeliverError::NotConnected),
-            Some(text) => match self.send(Message::text(text)).await {
+            Some(text) => match self.send(&ws::text(text.as_bytes())).await {
                 Ok(()) => Ok(DeliveryOutcome::Written),
                 Err(_) => Err(DeliverError::Closed),
             },
@@ -619,10 +639,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// buffer for longer than the deadline) is a slow consumer: the write fails and the
     /// connection ends, so a stalled agent never pins memory or a task; its unconfirmed commands
     /// go back to the durable queue.
-    async fn send(&mut self, msg: Message) -> Result<(), ()> {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), ()> {
         let deadline = write_deadline(&self.ctx.shared.config);
         let ws = &mut self.ws;
-        let sent = futures_lite::future::or(async { Some(ws.send(msg).await) }, async {
+        let sent = futures_lite::future::or(async { Some(ws.write_frame(frame).await) }, async {
             glommio::timer::sleep(deadline).await;
             None
         })
@@ -638,20 +658,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Err(())
             }
         }
-    }
-
-    async fn on_ws_error(&mut self, e: WsError) -> Reason {
-        match close_for(&e) {
-            Some((code, reason)) => {
-                self.close(code, reason).await;
-                reason
-            }
-            None => "read failed",
-        }
-    }
-
-    async fn close(&mut self, code: CloseCode, reason: &'static str) {
-        close_ws(&mut self.ws, code, reason).await;
     }
 }
 

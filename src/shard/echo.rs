@@ -1,19 +1,19 @@
 //! A WebSocket echo endpoint for protocol compliance runs (Autobahn `fuzzingclient`), built on
-//! the production connection pieces: the same upgrade response, `WebSocketConfig`, read loop
-//! error mapping (1007/1009/1002) and close handling as agent connections. It accepts any
+//! the production connection pieces: the same upgrade response, WebSocket stream
+//! ([`super::ws::WsStream`]: framing, error mapping to 1002/1007/1009, close handshake) and
+//! ping/close handling as agent connections. It accepts any
 //! WebSocket upgrade on any path (no Aegis headers), so it is only reachable through the hidden
 //! `aegis-gateway ws-echo` command, never from `serve`.
 
-use super::conn::{close_for, close_ws, ws_config};
+use super::ws::{Read, WsStream};
 use crate::config::Config;
 use crate::protocol::upgrade;
-use async_tungstenite::tungstenite::protocol::Role;
-use async_tungstenite::tungstenite::Message;
-use async_tungstenite::WebSocketStream;
-use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use crate::protocol::ws::{self, Incoming};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 /// Serves the echo endpoint on `addr` on the current thread until the process ends.
 pub fn run_echo(addr: SocketAddr, config: Config) -> std::io::Result<()> {
@@ -80,25 +80,36 @@ async fn echo(mut stream: TcpStream, config: &Config) {
     {
         return;
     }
-    let rest = buf.get(consumed..).unwrap_or_default().to_vec();
-    let mut ws =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config(config)))
-            .await;
-    while let Some(msg) = ws.next().await {
-        match msg {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                if ws.send(m).await.is_err() {
+    let mut ws = WsStream::new(stream, config.max_message_size);
+    let mut read = ws.feed(buf.get(consumed..).unwrap_or_default());
+    drop(buf);
+    loop {
+        let (msgs, result) = match read {
+            Read::Frames(msgs, result) => (msgs, result),
+            Read::Eof | Read::Failed => return,
+        };
+        for m in msgs {
+            let sent = match m {
+                Incoming::Text(data) => ws.write_frame(&ws::text(&data)).await,
+                Incoming::Binary(data) => {
+                    ws.write_frame(&ws::encode(OpCode::Data(Data::Binary), &data))
+                        .await
+                }
+                Incoming::Ping(payload) => ws.send_control(Control::Pong, &payload).await,
+                Incoming::Pong => Ok(()),
+                Incoming::Close(close) => {
+                    ws.answer_close(close).await;
                     return;
                 }
-            }
-            Ok(Message::Close(_)) => return,
-            Ok(_) => {}
-            Err(e) => {
-                if let Some((code, reason)) = close_for(&e) {
-                    close_ws(&mut ws, code, reason).await;
-                }
+            };
+            if sent.is_err() {
                 return;
             }
         }
+        if let Err(e) = result {
+            ws.close(e.close_code(), e.reason()).await;
+            return;
+        }
+        read = ws.read().await;
     }
 }

@@ -16,6 +16,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often a shard hands memory it freed back to the OS.
+const ALLOCATOR_COLLECT_EVERY: Duration = Duration::from_secs(2);
+
 /// How long a draining shard waits for its connections to close.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
@@ -56,6 +59,13 @@ pub(super) async fn run_shard(
         })
         .detach();
     }
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(ALLOCATOR_COLLECT_EVERY).await;
+            super::sys::collect_allocator();
+        }
+    })
+    .detach();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     glommio::spawn_local(control_loop(Rc::clone(&ctx), control_rx, stop_tx)).detach();
     let _ = ready.send(Ok(()));
@@ -126,7 +136,8 @@ async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: onesho
 
 /// Reads the upgrade head of a freshly accepted socket and hands it to its owner shard. A TLS
 /// connection is served where it was accepted (its session cannot move); presence pointers keep
-/// routing right.
+/// routing right. The connection itself runs as a task of its own: this one (with its TLS
+/// handshake and head-reading state) ends, so a long-lived connection carries none of it.
 async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let Ok(peer) = stream.peer_addr() else {
@@ -145,7 +156,7 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             return;
         };
         if let Some((buf, request, consumed)) = admit(&ctx, &mut tls_stream, peer).await {
-            conn::serve_upgraded(ctx, tls_stream, buf, request, consumed, peer).await;
+            conn::spawn(ctx, tls_stream, buf, request, consumed, peer);
         }
         return;
     }
@@ -170,15 +181,7 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
                     }
                     Err(Some(MeshMsg::Handoff { socket, head, .. })) => {
                         // The owner cannot take it: serve here; presence pointers keep it right.
-                        conn::serve_upgraded(
-                            ctx,
-                            socket.into_stream(),
-                            head,
-                            request,
-                            consumed,
-                            peer,
-                        )
-                        .await;
+                        conn::spawn(ctx, socket.into_stream(), head, request, consumed, peer);
                         return;
                     }
                     Err(_) => return,
@@ -187,7 +190,7 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
             Err(e) => tracing::warn!(error = %e, "dup failed; serving on the accepting shard"),
         }
     }
-    conn::serve_upgraded(ctx, stream, buf, request, consumed, peer).await;
+    conn::spawn(ctx, stream, buf, request, consumed, peer);
 }
 
 /// Reads the upgrade head (within `UPGRADE_TIMEOUT`) and applies the pre-upgrade checks, answering

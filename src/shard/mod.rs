@@ -18,6 +18,7 @@ mod presence;
 mod service;
 mod sys;
 mod tls;
+mod ws;
 
 pub use echo::run_echo;
 pub use service::{Service, Sweep};

@@ -20,8 +20,8 @@ use std::sync::Arc;
 pub(crate) enum ConnCmd {
     /// A newer connection of the same identity took over: close with 4010.
     Replace,
-    /// Write this command.
-    Deliver(Command, DeliverReply),
+    /// Write this command (boxed: the channel's idle node is sized by the largest variant).
+    Deliver(Box<(Command, DeliverReply)>),
     /// Graceful shutdown: close with 1001.
     Drain,
     /// The agent was revoked: close with 4001.
@@ -278,8 +278,9 @@ impl ShardCtx {
         let conns = self.conns.borrow();
         match conns.get(&conn) {
             Some(tx) => {
-                if let Err(e) = tx.unbounded_send(ConnCmd::Deliver(cmd, reply)) {
-                    if let ConnCmd::Deliver(_, reply) = e.into_inner() {
+                if let Err(e) = tx.unbounded_send(ConnCmd::Deliver(Box::new((cmd, reply)))) {
+                    if let ConnCmd::Deliver(d) = e.into_inner() {
+                        let (_, reply) = *d;
                         let _ = reply.send(Err(DeliverError::Closed));
                     }
                 }

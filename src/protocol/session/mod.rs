@@ -210,6 +210,14 @@ impl Window {
     }
 }
 
+/// The sliding windows of the per-session failure limits (PROTOCOL §5, §7).
+#[derive(Default)]
+struct Windows {
+    invalid: Window,
+    sig_failures: Window,
+    rate_limited: Window,
+}
+
 enum Phase {
     AwaitAuth,
     Authed,
@@ -239,12 +247,13 @@ pub struct Session {
     close_at_ms: i64,
     handshake_over: bool,
     last_reply_ms: i64,
-    committing: Option<registration::Committing>,
-    pending_reg: Option<registration::PendingRecord>,
+    // Handshake-only state is boxed: an idle session carries two null pointers, not the
+    // registration records.
+    committing: Option<Box<registration::Committing>>,
+    pending_reg: Option<Box<registration::PendingRecord>>,
     deferred: Option<Deferred>,
-    invalid: Window,
-    sig_failures: Window,
-    rate_limited: Window,
+    /// Failure windows, allocated at the first failure (most sessions never have one).
+    windows: Option<Box<Windows>>,
     bucket: Option<crate::protocol::ratelimit::TokenBucket>,
     session_expires_s: i64,
     expiry_jitter_ms: i64,
@@ -261,6 +270,14 @@ impl Session {
         now_ms: i64,
         expiry_jitter_ms: i64,
     ) -> Self {
+        // The path, WebSocket key and user agent were checked by the upgrade; a long-lived
+        // session does not carry them.
+        let upgrade = UpgradeRequest {
+            path: String::new(),
+            ws_key: String::new(),
+            user_agent: String::new(),
+            ..upgrade
+        };
         Session {
             agent_key: crate::crypto::PublicKey::parse(&upgrade.public_key),
             upgrade,
@@ -278,13 +295,15 @@ impl Session {
             committing: None,
             pending_reg: None,
             deferred: None,
-            invalid: Window::default(),
-            sig_failures: Window::default(),
-            rate_limited: Window::default(),
+            windows: None,
             bucket: None,
             session_expires_s: 0,
             expiry_jitter_ms: expiry_jitter_ms.max(0),
         }
+    }
+
+    fn windows(&mut self) -> &mut Windows {
+        self.windows.get_or_insert_with(Box::default)
     }
 
     /// The canonical identity used for sharding before authentication: the uid on a reconnect,
@@ -582,9 +601,9 @@ impl Session {
     ) {
         out.push(Action::Rejected(kind));
         let limit_hit = match kind {
-            ErrorKind::InvalidMessage => self.invalid.hit(now_ms) >= 5,
-            ErrorKind::SignatureVerificationFailed => self.sig_failures.hit(now_ms) >= 3,
-            ErrorKind::RateLimited => self.rate_limited.hit(now_ms) >= RATE_LIMITED_CLOSE,
+            ErrorKind::InvalidMessage => self.windows().invalid.hit(now_ms) >= 5,
+            ErrorKind::SignatureVerificationFailed => self.windows().sig_failures.hit(now_ms) >= 3,
+            ErrorKind::RateLimited => self.windows().rate_limited.hit(now_ms) >= RATE_LIMITED_CLOSE,
             _ => false,
         };
         let may_send = self.handshake_over || kind == ErrorKind::RegistrationFailed;

@@ -90,7 +90,7 @@ impl Session {
             nonce: record.nonce.clone(),
             server_time: record.server_time.clone(),
         };
-        if let Some(old) = self.pending_reg.replace(record.clone()) {
+        if let Some(old) = self.pending_reg.replace(Box::new(record.clone())) {
             out.push(Action::RemoveRegistration(old.registration_id));
         }
         out.push(Action::PersistRegistration(record));
@@ -128,7 +128,7 @@ impl Session {
             self.registration_failed(env, &mut out, "unknown registration", now_ms);
             return out;
         }
-        let Some(pending) = self.pending_reg.take() else {
+        let Some(pending) = self.pending_reg.take().map(|p| *p) else {
             return out;
         };
         out.push(Action::RemoveRegistration(pending.registration_id.clone()));
@@ -163,11 +163,11 @@ impl Session {
             registered_at: now_ms / 1000,
             profile: self.profile.number(),
         };
-        self.committing = Some(Committing {
+        self.committing = Some(Box::new(Committing {
             uid,
             token,
             registration_id: pending.registration_id,
-        });
+        }));
         out.push(Action::CommitAgent(new));
         out
     }

@@ -1,0 +1,347 @@
+//! RFC 6455 framing for the server side, sans IO: client bytes in, whole messages and control
+//! frames out; frames out as bytes.
+//!
+//! tungstenite parses and formats the frame headers ([`FrameHeader`]); this module owns what
+//! tungstenite would otherwise keep per connection: the message assembly. It holds no buffer
+//! while a connection is idle — bytes of an incomplete frame and the fragments of an incomplete
+//! message are the only state, and both are bounded by the maximum message size — so the runtime
+//! can read through one per-shard buffer and an idle connection costs no buffer memory
+//! (DESIGN §1).
+//!
+//! What the peer gets wrong maps to one close code: [`WsError::Protocol`] 1002,
+//! [`WsError::Utf8`] 1007, [`WsError::TooBig`] 1009.
+
+use crate::protocol::close;
+use std::io::Cursor;
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+/// Largest payload of a control frame (RFC 6455 §5.5).
+const MAX_CONTROL: usize = 125;
+
+/// One complete thing received from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A text message (valid UTF-8, checked).
+    Text(Vec<u8>),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping with its payload (answer with a pong carrying it).
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong,
+    /// A close frame: its code and reason, if it had any. Nothing after it is decoded.
+    Close(Option<(u16, String)>),
+}
+
+/// A framing violation by the peer; the connection must be closed with [`WsError::close_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WsError {
+    /// A frame RFC 6455 forbids (reserved bits or opcodes, unmasked, fragmented or oversize
+    /// control frame, stray continuation, invalid close code…).
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    /// A text message or close reason that is not UTF-8.
+    #[error("invalid UTF-8")]
+    Utf8,
+    /// A frame or message larger than the limit.
+    #[error("message too big")]
+    TooBig,
+}
+
+impl WsError {
+    /// The close code for this failure.
+    pub fn close_code(self) -> u16 {
+        match self {
+            WsError::Protocol(_) => close::PROTOCOL_ERROR,
+            WsError::Utf8 => close::INVALID_PAYLOAD,
+            WsError::TooBig => close::TOO_BIG,
+        }
+    }
+
+    /// A short reason for the close frame and the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            WsError::Protocol(_) => "protocol error",
+            WsError::Utf8 => "invalid UTF-8",
+            WsError::TooBig => "message too big",
+        }
+    }
+}
+
+/// A fragmented data message being assembled.
+struct Fragments {
+    text: bool,
+    data: Vec<u8>,
+    /// Bytes of `data` known to be valid UTF-8 (text only), for failing fast.
+    checked: usize,
+}
+
+/// Per-connection decoder state.
+pub struct Decoder {
+    max_message: usize,
+    /// Bytes of an incomplete frame; empty (unallocated) between frames.
+    pending: Vec<u8>,
+    fragments: Option<Box<Fragments>>,
+    /// A close frame or an error was decoded: everything after it is ignored.
+    stopped: bool,
+}
+
+impl Decoder {
+    /// A decoder accepting messages (and frames) of at most `max_message` bytes.
+    pub fn new(max_message: usize) -> Self {
+        Decoder {
+            max_message,
+            pending: Vec::new(),
+            fragments: None,
+            stopped: false,
+        }
+    }
+
+    /// Whether no incomplete frame or message is held (the connection owns no buffer).
+    pub fn is_idle(&self) -> bool {
+        self.pending.capacity() == 0 && self.fragments.is_none()
+    }
+
+    /// Decodes `input` (the next bytes from the client), appending every complete message and
+    /// control frame to `out` in order. On a violation, what came before it is in `out` and the
+    /// error is returned; the decoder then ignores further input, as it does after a close.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<Incoming>) -> Result<(), WsError> {
+        if self.stopped {
+            return Ok(());
+        }
+        let result = if self.pending.is_empty() {
+            self.decode(input, out).map(|used| {
+                if used < input.len() {
+                    self.pending = input[used..].to_vec();
+                }
+            })
+        } else {
+            let mut buf = std::mem::take(&mut self.pending);
+            buf.extend_from_slice(input);
+            self.decode(&buf, out).map(|used| {
+                if used < buf.len() {
+                    buf.drain(..used);
+                    self.pending = buf;
+                }
+            })
+        };
+        if result.is_err() {
+            self.stopped = true;
+            self.pending = Vec::new();
+            self.fragments = None;
+        }
+        result
+    }
+
+    /// Decodes the complete frames at the start of `buf`; returns how many bytes they took.
+    fn decode(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, WsError> {
+        let mut pos = 0;
+        while !self.stopped {
+            let mut cursor = Cursor::new(&buf[pos..]);
+            let parsed = FrameHeader::parse(&mut cursor)
+                .map_err(|_| WsError::Protocol("invalid frame header"))?;
+            let Some((header, len)) = parsed else {
+                break;
+            };
+            // Both limits are checked on the header alone, before any payload is buffered.
+            if matches!(header.opcode, OpCode::Control(_)) && len > MAX_CONTROL as u64 {
+                return Err(WsError::Protocol("control frame too long"));
+            }
+            if len > self.max_message as u64 {
+                return Err(WsError::TooBig);
+            }
+            let start = pos + cursor.position() as usize;
+            let len = len as usize;
+            if buf.len() - start < len {
+                break;
+            }
+            pos = start + len;
+            self.frame(&header, &buf[start..pos], out)?;
+        }
+        Ok(pos)
+    }
+
+    /// Handles one complete frame whose (masked) payload is `masked`.
+    fn frame(
+        &mut self,
+        header: &FrameHeader,
+        masked: &[u8],
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), WsError> {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        let Some(mask) = header.mask else {
+            return Err(WsError::Protocol("unmasked client frame"));
+        };
+        let unmasked = || {
+            let mut v = masked.to_vec();
+            apply_mask(&mut v, mask);
+            v
+        };
+        let fin = header.is_final;
+        match header.opcode {
+            OpCode::Control(ctl) => {
+                if !fin {
+                    return Err(WsError::Protocol("fragmented control frame"));
+                }
+                match ctl {
+                    Control::Ping => out.push(Incoming::Ping(unmasked())),
+                    Control::Pong => out.push(Incoming::Pong),
+                    Control::Close => {
+                        out.push(Incoming::Close(parse_close(&unmasked())?));
+                        self.stopped = true;
+                    }
+                    Control::Reserved(_) => return Err(WsError::Protocol("reserved opcode")),
+                }
+            }
+            OpCode::Data(Data::Continue) => {
+                let Some(f) = self.fragments.as_mut() else {
+                    return Err(WsError::Protocol("continuation without a message"));
+                };
+                if f.data.len() + masked.len() > self.max_message {
+                    return Err(WsError::TooBig);
+                }
+                let at = f.data.len();
+                f.data.extend_from_slice(masked);
+                apply_mask(&mut f.data[at..], mask);
+                if f.text {
+                    check_utf8(f, fin)?;
+                }
+                if fin {
+                    if let Some(f) = self.fragments.take() {
+                        out.push(if f.text {
+                            Incoming::Text(f.data)
+                        } else {
+                            Incoming::Binary(f.data)
+                        });
+                    }
+                }
+            }
+            OpCode::Data(data @ (Data::Text | Data::Binary)) => {
+                if self.fragments.is_some() {
+                    return Err(WsError::Protocol("new message inside a fragmented one"));
+                }
+                let text = data == Data::Text;
+                let payload = unmasked();
+                if fin {
+                    if text && std::str::from_utf8(&payload).is_err() {
+                        return Err(WsError::Utf8);
+                    }
+                    out.push(if text {
+                        Incoming::Text(payload)
+                    } else {
+                        Incoming::Binary(payload)
+                    });
+                } else {
+                    let mut f = Box::new(Fragments {
+                        text,
+                        data: payload,
+                        checked: 0,
+                    });
+                    if text {
+                        check_utf8(&mut f, false)?;
+                    }
+                    self.fragments = Some(f);
+                }
+            }
+            OpCode::Data(Data::Reserved(_)) => return Err(WsError::Protocol("reserved opcode")),
+        }
+        Ok(())
+    }
+}
+
+/// Checks the unchecked tail of a fragmented text message: an invalid sequence fails at once,
+/// an incomplete one at the end is fine until the final fragment.
+fn check_utf8(f: &mut Fragments, fin: bool) -> Result<(), WsError> {
+    match std::str::from_utf8(&f.data[f.checked..]) {
+        Ok(_) => {
+            f.checked = f.data.len();
+            Ok(())
+        }
+        Err(e) if e.error_len().is_none() && !fin => {
+            f.checked += e.valid_up_to();
+            Ok(())
+        }
+        Err(_) => Err(WsError::Utf8),
+    }
+}
+
+/// The code and reason of a close frame's payload.
+fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, WsError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(WsError::Protocol("close frame of one byte")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !CloseCode::from(code).is_allowed() {
+                return Err(WsError::Protocol("invalid close code"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| WsError::Utf8)?;
+            Ok(Some((code, reason.to_string())))
+        }
+    }
+}
+
+/// XORs `buf` with the 4-byte client mask (RFC 6455 §5.3), eight bytes at a time.
+pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+/// A complete unmasked server frame (header + payload).
+pub fn encode(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader {
+        is_final: true,
+        opcode,
+        mask: None,
+        ..FrameHeader::default()
+    };
+    let len = payload.len() as u64;
+    let mut out = Vec::with_capacity(header.len(len) + payload.len());
+    // Formatting into a Vec cannot fail.
+    let _ = header.format(len, &mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A text frame.
+pub fn text(payload: &[u8]) -> Vec<u8> {
+    encode(OpCode::Data(Data::Text), payload)
+}
+
+/// A close frame with `code` and `reason` (cut to the 123 bytes a control frame leaves, at a
+/// character boundary).
+pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(MAX_CONTROL - 2);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + cut);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..cut]);
+    encode(OpCode::Control(Control::Close), &payload)
+}
+
+/// A control frame (ping or pong) with `payload` (at most 125 bytes; longer is cut).
+pub fn control(ctl: Control, payload: &[u8]) -> Vec<u8> {
+    encode(
+        OpCode::Control(ctl),
+        &payload[..payload.len().min(MAX_CONTROL)],
+    )
+}
+
+#[cfg(test)]
+#[path = "ws_tests.rs"]
+mod tests;
