@@ -3,7 +3,7 @@
 //! | scenario | ramp (`B_START` → `B_RAMPED`) | `B_RAMPED` → `B_READY` | window (`B_READY` → `B_END`) |
 //! |---|---|---|---|
 //! | connect | connect (+ registration) | | hold until the deadline (heartbeats) |
-//! | reconnect-storm | connect + registration | | drop all, reconnect all at once |
+//! | reconnect-storm | connect + registration | build each M1 | drop all, reconnect all at once (R1 checks after the window) |
 //! | steady | connect | | heartbeats + events until the deadline |
 //! | throughput | connect | pre-sign `--frames` per agent | blast |
 //! | commands | connect + registration | | receive/ack until the driver is done |
@@ -59,6 +59,11 @@ pub async fn script(env: Rc<Env>, shared: Arc<Shared>, sims: Vec<Sim>) {
             }
         }
     }
+    if o.scenario == Scenario::ReconnectStorm {
+        for s in sims.iter_mut().filter(|s| s.creds.is_some()) {
+            s.prepare_m1();
+        }
+    }
     if !shared.sync.barrier(B_READY).await {
         close_all(&env, sims).await;
         return;
@@ -77,6 +82,10 @@ pub async fn script(env: Rc<Env>, shared: Arc<Shared>, sims: Vec<Sim>) {
     let still = connected(&sims);
     env.rec.count(|c| c.connected_end += still);
     shared.sync.barrier(B_END).await;
+    // The storm's R1s were only read in the window; their checks run now.
+    for s in sims.iter_mut() {
+        s.check_deferred_r1(&env);
+    }
     close_all(&env, sims).await;
 }
 

@@ -195,10 +195,14 @@ impl Agent {
         Self::go_json(&e)
     }
 
-    /// Reads R1: checks it, derives the session keys. Returns the response.
-    pub fn on_r1(&mut self, frame: &[u8]) -> Result<AuthResponse, AgentError> {
-        let e = parse(frame)?;
-        self.check_plain_signature(&e)?;
+    /// R1's response as sent, and whether it says `success`, with none of [`Agent::on_r1`]'s
+    /// checks: a load generator reads this inside its measured window and runs `on_r1` (the
+    /// signatures and key agreement) after it.
+    pub fn peek_r1(frame: &[u8]) -> Result<AuthResponse, AgentError> {
+        Self::r1_response(&parse(frame)?)
+    }
+
+    fn r1_response(e: &Envelope) -> Result<AuthResponse, AgentError> {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(e.payload.as_bytes())
             .map_err(|_| AgentError::Malformed("R1 payload not base64".into()))?;
@@ -207,6 +211,14 @@ impl Agent {
         if !r.success {
             return Err(AgentError::Refused(r.message));
         }
+        Ok(r)
+    }
+
+    /// Reads R1: checks it, derives the session keys. Returns the response.
+    pub fn on_r1(&mut self, frame: &[u8]) -> Result<AuthResponse, AgentError> {
+        let e = parse(frame)?;
+        self.check_plain_signature(&e)?;
+        let r = Self::r1_response(&e)?;
         let backend_key = decode_b64_exact::<32>(&r.backend_key)
             .ok_or_else(|| AgentError::Malformed("backend_key".into()))?;
         match self.profile {

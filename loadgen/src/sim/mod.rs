@@ -89,6 +89,11 @@ pub struct Sim {
     pub creds: Option<(String, String)>,
     /// The live connection.
     pub ws: Option<Ws>,
+    /// An M1 built before the measured window (reconnect storm), sent by the next connect.
+    prepared_m1: Option<String>,
+    /// An R1 received in the measured window whose checks (signatures, key agreement) run
+    /// after it ([`Sim::check_deferred_r1`]).
+    deferred_r1: Option<Vec<u8>>,
     seen: HashSet<String>,
     events: u64,
     /// Messages written since the last barrier.
@@ -118,6 +123,8 @@ impl Sim {
             source,
             creds: None,
             ws: None,
+            prepared_m1: None,
+            deferred_r1: None,
             seen: HashSet::new(),
             events: 0,
             unsettled_sent: 0,
@@ -142,11 +149,34 @@ impl Sim {
 
     /// Connects and authenticates (a reconnect when registered), recording upgrade→R1 latency
     /// in `hist`; registers on a first connection when the run asks for it.
+    /// Builds the next connection's M1 now (its ephemeral key and signature), so that the
+    /// connect spends no agent-side crypto before R1. With it, that connect also defers R1's
+    /// checks: the storm measures the gateway, not the load generator's own signing and
+    /// verifying.
+    pub fn prepare_m1(&mut self) {
+        self.agent.reset_session();
+        self.prepared_m1 = Some(self.agent.m1(now_s(), random::bytes::<16>()));
+    }
+
+    /// Runs the checks of a deferred R1 (gateway signatures, key agreement); a failure is
+    /// counted as an error and drops the connection.
+    pub fn check_deferred_r1(&mut self, env: &Env) {
+        if let Some(r1) = self.deferred_r1.take() {
+            if let Err(e) = self.agent.on_r1(&r1) {
+                env.rec.error(&Fail::from(e).label());
+                self.disconnect(env);
+            }
+        }
+    }
+
     pub async fn connect(&mut self, env: &Env, hist: &str) -> Result<(), Fail> {
         self.disconnect(env);
         let step = env.step();
         let stream = tcp_connect(env.ep.addr, self.source, step).await?;
-        self.agent.reset_session();
+        let prepared = self.prepared_m1.take();
+        if prepared.is_none() {
+            self.agent.reset_session();
+        }
         let reconnect = self.creds.as_ref().map(|(u, t)| (u.as_str(), t.as_str()));
         let req = upgrade_request(
             &env.ep,
@@ -157,10 +187,16 @@ impl Sim {
         let is_reconnect = reconnect.is_some();
         let t0 = Instant::now();
         let mut ws = upgrade(stream, &req, step).await?;
-        let m1 = self.agent.m1(now_s(), random::bytes::<16>());
+        let deferred = prepared.is_some();
+        let m1 = prepared.unwrap_or_else(|| self.agent.m1(now_s(), random::bytes::<16>()));
         ws.send(Message::text(m1)).await?;
         let r1 = next_text(&mut ws, step, "r1").await?;
-        self.agent.on_r1(&r1)?;
+        if deferred {
+            Agent::peek_r1(&r1)?;
+            self.deferred_r1 = Some(r1);
+        } else {
+            self.agent.on_r1(&r1)?;
+        }
         env.rec.latency(hist, t0.elapsed());
         env.rec.count(|c| {
             c.authenticated += 1;
