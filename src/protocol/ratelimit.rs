@@ -39,6 +39,15 @@ impl TokenBucket {
         }
     }
 
+    /// How many [`TokenBucket::take`]s at `now_ms` would succeed (nothing is taken).
+    pub fn available(&self, now_ms: i64) -> u64 {
+        let elapsed = u64::try_from(now_ms.saturating_sub(self.last_ms)).unwrap_or(0);
+        self.tokens
+            .saturating_add(elapsed.saturating_mul(self.rate))
+            .min(self.capacity)
+            / 1000
+    }
+
     /// Whether the bucket is full at `now_ms` (idle long enough to be forgotten).
     pub fn is_full(&self, now_ms: i64) -> bool {
         let elapsed = u64::try_from(now_ms.saturating_sub(self.last_ms)).unwrap_or(0);
@@ -64,6 +73,8 @@ mod tests {
         assert!(b.take(100));
         assert!(!b.take(100));
         // A long pause refills only up to the burst.
+        assert_eq!(b.available(100), 0);
+        assert_eq!(b.available(10_000), 5);
         assert!(b.is_full(10_000));
         for _ in 0..5 {
             assert!(b.take(10_000));

@@ -62,6 +62,12 @@ impl Batcher {
         rx.await.unwrap_or(false)
     }
 
+    /// Verifies `jobs` (one connection's frames parsed ahead) in the shard's next batch, all
+    /// at once; the verdicts come back in order.
+    pub async fn verify_all(self: &Rc<Self>, jobs: Vec<VerifyJob>) -> Vec<bool> {
+        futures_util::future::join_all(jobs.into_iter().map(|j| self.verify(j))).await
+    }
+
     /// Verifies everything queued now.
     pub fn flush(&self) {
         let batch: Vec<Pending> = std::mem::take(&mut *self.queue.borrow_mut());

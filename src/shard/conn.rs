@@ -1,6 +1,7 @@
 //! The connection task: WebSocket upgrade, then the protocol session driven by frames, shard
 //! commands and timers, all on one task (no locks; the session is owned here).
 
+use super::batch::MAX_BATCH;
 use super::control::{Command, DeliverError, DeliverReply, DeliveryOutcome};
 use super::now_ms;
 use super::outbox::{command_of, Outbox};
@@ -311,12 +312,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if !msgs.is_empty() {
             self.last_inbound = std::time::Instant::now();
         }
-        for m in msgs {
+        let mut msgs = msgs.into_iter().peekable();
+        while let Some(m) = msgs.next() {
             match m {
                 Incoming::Text(mut buf) | Incoming::Binary(mut buf) => {
-                    let actions = self.on_frame(&mut buf).await;
-                    drop(buf);
-                    if let Some(reason) = self.perform(actions).await {
+                    let ahead = {
+                        let ctx = Rc::clone(&self.ctx);
+                        let env = ctx.env();
+                        self.session.parse_ahead(&env, now_ms()).min(MAX_BATCH)
+                    };
+                    let mut run = Vec::new();
+                    while run.len() + 1 < ahead {
+                        match msgs.next_if(|m| matches!(m, Incoming::Text(_) | Incoming::Binary(_)))
+                        {
+                            Some(Incoming::Text(b) | Incoming::Binary(b)) => run.push(b),
+                            _ => break,
+                        }
+                    }
+                    let end = if run.is_empty() {
+                        let actions = self.on_frame(&mut buf).await;
+                        drop(buf);
+                        self.perform(actions).await
+                    } else {
+                        run.insert(0, buf);
+                        self.on_frames(run).await
+                    };
+                    if let Some(reason) = end {
                         return Some(reason);
                     }
                 }
@@ -339,6 +360,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let Err(e) = result {
             self.ws.close(e.close_code(), e.reason()).await;
             return Some(e.reason());
+        }
+        None
+    }
+
+    /// Several frames of one read, parsed ahead: their signatures go to the shard's batch
+    /// together (a busy agent fills a batch by itself), then each is finished in order, exactly
+    /// as one frame after the other would be.
+    async fn on_frames(&mut self, frames: Vec<Vec<u8>>) -> Option<Reason> {
+        let ctx = Rc::clone(&self.ctx);
+        let env = ctx.env();
+        let now = now_ms();
+        let mut parsed: Vec<_> = frames
+            .into_iter()
+            .map(|mut f| self.session.parse_frame(&env, &mut f, now))
+            .collect();
+        let mut needs = Vec::with_capacity(parsed.len());
+        let mut jobs = Vec::with_capacity(parsed.len());
+        for p in parsed.iter_mut() {
+            let job = p.take_job();
+            needs.push(job.is_some());
+            jobs.extend(job);
+        }
+        let mut verdicts = ctx.batcher.verify_all(jobs).await.into_iter();
+        for (p, needed) in parsed.into_iter().zip(needs) {
+            let ok = needed && verdicts.next().unwrap_or(false);
+            let actions = self.session.finish_parsed(&env, p, ok, now_ms());
+            if let Some(reason) = self.perform(actions).await {
+                return Some(reason);
+            }
         }
         None
     }

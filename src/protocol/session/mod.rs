@@ -21,6 +21,7 @@ use crate::protocol::ErrorKind;
 
 pub use registration::{NewAgent, PendingRecord};
 pub(crate) use steady::parse_seq;
+pub use steady::Parsed;
 
 /// Protocol timers and limits, from configuration.
 #[derive(Debug, Clone)]
@@ -227,7 +228,7 @@ enum Phase {
 /// A deferred step waiting for its signature check.
 enum Deferred {
     Auth(Box<auth::PendingAuth>),
-    Msg(Box<steady::PendingMsg>),
+    Msg(Box<steady::Parsed>),
 }
 
 /// Per-connection protocol state.
@@ -369,7 +370,7 @@ impl Session {
     pub fn on_verified(&mut self, env: &Env<'_>, ok: bool, now_ms: i64) -> Vec<Action> {
         match self.deferred.take() {
             Some(Deferred::Auth(p)) => self.finish_auth(env, *p, ok, now_ms),
-            Some(Deferred::Msg(p)) => self.finish_msg(env, *p, ok, now_ms),
+            Some(Deferred::Msg(p)) => self.finish_parsed(env, *p, ok, now_ms),
             None => Vec::new(),
         }
     }

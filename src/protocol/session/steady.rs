@@ -26,6 +26,51 @@ pub(crate) fn parse_seq(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// A frame after R1, parsed and checked as far as it can be without touching the session: what
+/// [`Session::finish_parsed`] needs, in the order of PROTOCOL §5's checks. Parsing reads only
+/// what does not change between frames of an authenticated v2 session (its keys, the clock),
+/// so the runtime may parse several frames ahead and verify their signatures in one batch.
+pub struct Parsed {
+    /// The envelope's `headers.seq` when it parsed (v2), for the rate-limit rule.
+    seq: Option<u64>,
+    check: Check,
+}
+
+enum Check {
+    /// A check before the signature failed: `fatal` closes (v2 bad signature or timestamp).
+    Failed {
+        kind: ErrorKind,
+        msg: String,
+        fatal: bool,
+    },
+    /// A v1 registration message sent without nonce and signature (accepted unsigned).
+    Unsigned(Envelope),
+    /// Waits for its signature check (taken out by [`Parsed::take_job`]).
+    Signed {
+        env: Envelope,
+        seq: u64,
+        job: Option<VerifyJob>,
+    },
+}
+
+impl Parsed {
+    /// The signature check this frame needs, if any (once).
+    pub fn take_job(&mut self) -> Option<VerifyJob> {
+        match &mut self.check {
+            Check::Signed { job, .. } => job.take(),
+            _ => None,
+        }
+    }
+
+    fn failed(kind: ErrorKind, msg: impl Into<String>, fatal: bool) -> Check {
+        Check::Failed {
+            kind,
+            msg: msg.into(),
+            fatal,
+        }
+    }
+}
+
 impl Session {
     pub(super) fn on_session_frame(
         &mut self,
@@ -33,7 +78,165 @@ impl Session {
         frame: &mut [u8],
         now_ms: i64,
     ) -> Step {
+        let mut p = self.parse_frame(env, frame, now_ms);
+        // A frame the rate limit will drop is not worth a signature check.
+        let job = if self.tokens(env, now_ms) > 0 {
+            p.take_job()
+        } else {
+            None
+        };
+        match job {
+            Some(job) => {
+                self.deferred = Some(Deferred::Msg(Box::new(p)));
+                Step::verify(job)
+            }
+            None => Step::actions(self.finish_parsed(env, p, false, now_ms)),
+        }
+    }
+
+    /// How many frames, at most, the runtime may parse ahead with [`Session::parse_frame`] and
+    /// verify in one batch before finishing them in order: 0 unless this is an authenticated v2
+    /// session past its handshake with nothing outstanding, and never more than the rate limit
+    /// would let through now.
+    pub fn parse_ahead(&self, env: &Env<'_>, now_ms: i64) -> usize {
+        if !matches!(self.phase, super::Phase::Authed)
+            || self.profile != Profile::V2
+            || !self.handshake_over
+            || self.deferred.is_some()
+            || self.committing.is_some()
+        {
+            return 0;
+        }
+        usize::try_from(self.tokens(env, now_ms)).unwrap_or(usize::MAX)
+    }
+
+    /// Messages the rate limit lets through now.
+    fn tokens(&self, env: &Env<'_>, now_ms: i64) -> u64 {
+        match (env.limits.message_rate, &self.bucket) {
+            (None, _) => u64::MAX,
+            (Some(_), Some(b)) => b.available(now_ms),
+            (Some((_, burst)), None) => u64::from(burst.max(1)),
+        }
+    }
+
+    /// Parses a frame received after R1 and runs every check that comes before the signature,
+    /// without changing the session (see [`Parsed`]).
+    pub fn parse_frame(&self, env: &Env<'_>, frame: &mut [u8], now_ms: i64) -> Parsed {
+        let e = match envelope::parse(frame) {
+            Ok(e) => e,
+            Err(err) => {
+                return Parsed {
+                    seq: None,
+                    check: Parsed::failed(
+                        ErrorKind::InvalidMessage,
+                        format!("malformed envelope: {err}"),
+                        false,
+                    ),
+                }
+            }
+        };
+        let seq = match self.profile {
+            Profile::V2 => e.header("seq").and_then(parse_seq),
+            Profile::V1 => None,
+        };
+        let check = self.check_frame(env, e, seq, now_ms);
+        Parsed { seq, check }
+    }
+
+    fn check_frame(&self, env: &Env<'_>, e: Envelope, seq: Option<u64>, now_ms: i64) -> Check {
+        if e.channel == "auth" {
+            return Parsed::failed(ErrorKind::InvalidMessage, "already authenticated", false);
+        }
+        let in_window =
+            super::within_window(e.timestamp, now_ms / 1000, env.limits.timestamp_window_s);
+        let Some(public) = self.agent_key else {
+            // An invalid agent key never authenticates, so this cannot happen after R1.
+            return Parsed::failed(ErrorKind::InvalidMessage, "no agent key", false);
+        };
+        match self.profile {
+            Profile::V2 => {
+                let Some(seq) = seq else {
+                    return Parsed::failed(
+                        ErrorKind::InvalidMessage,
+                        "missing or malformed headers.seq",
+                        false,
+                    );
+                };
+                let (Some(nonce), Some(sig)) = (e.nonce.as_deref(), e.signature.as_deref()) else {
+                    return Parsed::failed(
+                        ErrorKind::InvalidMessage,
+                        "missing nonce or signature",
+                        false,
+                    );
+                };
+                let (Some(sig), true) = (decode_b64_exact::<64>(sig), in_window) else {
+                    return Parsed::failed(
+                        ErrorKind::SignatureVerificationFailed,
+                        "bad signature or timestamp",
+                        true,
+                    );
+                };
+                let msg = sigstr::v2_msg(
+                    &e.id,
+                    e.msg_type.as_str(),
+                    &e.channel,
+                    e.timestamp,
+                    nonce,
+                    seq,
+                    &e.payload,
+                );
+                Check::Signed {
+                    env: e,
+                    seq,
+                    job: Some(VerifyJob { public, msg, sig }),
+                }
+            }
+            Profile::V1 => {
+                let is_reg = matches!(
+                    channel::parse(&e.channel),
+                    Ok(Channel::Registration | Channel::RegistrationComplete)
+                );
+                match (e.nonce.as_deref(), e.signature.as_deref()) {
+                    (None, None) if is_reg => Check::Unsigned(e),
+                    (Some(nonce), Some(sig)) => {
+                        let (Some(sig), true) = (decode_b64_exact::<64>(sig), in_window) else {
+                            return Parsed::failed(
+                                ErrorKind::SignatureVerificationFailed,
+                                "bad signature or timestamp",
+                                false,
+                            );
+                        };
+                        let pk = crate::protocol::payloads::b64(&self.upgrade.public_key);
+                        let msg = sigstr::v1_msg(&self.ident, &pk, e.timestamp, nonce);
+                        Check::Signed {
+                            env: e,
+                            seq: 0,
+                            job: Some(VerifyJob { public, msg, sig }),
+                        }
+                    }
+                    _ => Parsed::failed(
+                        ErrorKind::InvalidMessage,
+                        "missing nonce or signature",
+                        false,
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Finishes a parsed frame with its signature verdict (`ok`; ignored when it needed no
+    /// check): the rate limit, the failed pre-check if any, then seq, AEAD and routing.
+    pub fn finish_parsed(
+        &mut self,
+        env: &Env<'_>,
+        p: Parsed,
+        ok: bool,
+        now_ms: i64,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
+        if !matches!(self.phase, super::Phase::Authed) {
+            return out;
+        }
         if let Some((rate, burst)) = env.limits.message_rate {
             let bucket = self.bucket.get_or_insert_with(|| {
                 crate::protocol::ratelimit::TokenBucket::new(rate, burst, now_ms)
@@ -41,10 +244,8 @@ impl Session {
             if !bucket.take(now_ms) {
                 // A v2 frame dropped for rate still consumes its seq when it is the expected one,
                 // so a throttled agent stays in sequence (its payload is never processed).
-                if let (Some(Keys::V2 { recv_seq, .. }), Ok(e)) =
-                    (self.keys.as_mut(), envelope::parse(frame))
-                {
-                    if e.header("seq").and_then(parse_seq) == Some(*recv_seq + 1) {
+                if let Some(Keys::V2 { recv_seq, .. }) = self.keys.as_mut() {
+                    if p.seq == Some(*recv_seq + 1) {
                         *recv_seq += 1;
                     }
                 }
@@ -55,134 +256,39 @@ impl Session {
                     "message rate limit exceeded",
                     now_ms,
                 );
-                return Step::actions(out);
+                return out;
             }
         }
-        let e = match envelope::parse(frame) {
-            Ok(e) => e,
-            Err(err) => {
-                let msg = format!("malformed envelope: {err}");
-                self.soft_error(env, &mut out, ErrorKind::InvalidMessage, &msg, now_ms);
-                return Step::actions(out);
-            }
-        };
-        if e.channel == "auth" {
-            self.soft_error(
-                env,
-                &mut out,
-                ErrorKind::InvalidMessage,
-                "already authenticated",
-                now_ms,
-            );
-            return Step::actions(out);
-        }
-        let now_s = now_ms / 1000;
-        let in_window = super::within_window(e.timestamp, now_s, env.limits.timestamp_window_s);
-        match self.profile {
-            Profile::V2 => {
-                let Some(seq) = e.header("seq").and_then(parse_seq) else {
-                    self.soft_error(
-                        env,
-                        &mut out,
-                        ErrorKind::InvalidMessage,
-                        "missing or malformed headers.seq",
-                        now_ms,
-                    );
-                    return Step::actions(out);
-                };
-                let (Some(nonce), Some(sig)) = (e.nonce.as_deref(), e.signature.as_deref()) else {
-                    self.soft_error(
-                        env,
-                        &mut out,
-                        ErrorKind::InvalidMessage,
-                        "missing nonce or signature",
-                        now_ms,
-                    );
-                    return Step::actions(out);
-                };
-                let sig = decode_b64_exact::<64>(sig);
-                let (Some(sig), true) = (sig, in_window) else {
-                    self.fatal(
-                        env,
-                        &mut out,
-                        ErrorKind::SignatureVerificationFailed,
-                        "bad signature or timestamp",
-                        now_ms,
-                    );
-                    return Step::actions(out);
-                };
-                let signed = sigstr::v2_msg(
-                    &e.id,
-                    e.msg_type.as_str(),
-                    &e.channel,
-                    e.timestamp,
-                    nonce,
-                    seq,
-                    &e.payload,
-                );
-                self.defer(e, seq, signed, sig)
-            }
-            Profile::V1 => {
-                let is_reg = matches!(
-                    channel::parse(&e.channel),
-                    Ok(Channel::Registration | Channel::RegistrationComplete)
-                );
-                match (e.nonce.as_deref(), e.signature.as_deref()) {
-                    (None, None) if is_reg => {
-                        let p = PendingMsg {
-                            env: e,
-                            seq: 0,
-                            unsigned: true,
-                        };
-                        Step::actions(self.finish_msg(env, p, true, now_ms))
-                    }
-                    (Some(nonce), Some(sig)) => {
-                        let sig = decode_b64_exact::<64>(sig);
-                        let (Some(sig), true) = (sig, in_window) else {
-                            self.soft_error(
-                                env,
-                                &mut out,
-                                ErrorKind::SignatureVerificationFailed,
-                                "bad signature or timestamp",
-                                now_ms,
-                            );
-                            return Step::actions(out);
-                        };
-                        let pk = crate::protocol::payloads::b64(&self.upgrade.public_key);
-                        let signed = sigstr::v1_msg(&self.ident, &pk, e.timestamp, nonce);
-                        self.defer(e, 0, signed, sig)
-                    }
-                    _ => {
-                        self.soft_error(
-                            env,
-                            &mut out,
-                            ErrorKind::InvalidMessage,
-                            "missing nonce or signature",
-                            now_ms,
-                        );
-                        Step::actions(out)
-                    }
+        match p.check {
+            Check::Failed { kind, msg, fatal } => {
+                if fatal {
+                    self.fatal(env, &mut out, kind, &msg, now_ms);
+                } else {
+                    self.soft_error(env, &mut out, kind, &msg, now_ms);
                 }
+                out
             }
+            Check::Unsigned(e) => self.finish_msg(
+                env,
+                PendingMsg {
+                    env: e,
+                    seq: 0,
+                    unsigned: true,
+                },
+                true,
+                now_ms,
+            ),
+            Check::Signed { env: e, seq, .. } => self.finish_msg(
+                env,
+                PendingMsg {
+                    env: e,
+                    seq,
+                    unsigned: false,
+                },
+                ok,
+                now_ms,
+            ),
         }
-    }
-
-    /// Parks a frame until its signature check (`signed` by the agent's key) comes back.
-    fn defer(&mut self, env: Envelope, seq: u64, signed: Vec<u8>, sig: [u8; 64]) -> Step {
-        let Some(public) = self.agent_key else {
-            // An invalid agent key never authenticates, so this cannot happen after R1.
-            return Step::default();
-        };
-        self.deferred = Some(Deferred::Msg(Box::new(PendingMsg {
-            env,
-            seq,
-            unsigned: false,
-        })));
-        Step::verify(VerifyJob {
-            public,
-            msg: signed,
-            sig,
-        })
     }
 
     pub(super) fn finish_msg(

@@ -747,3 +747,136 @@ fn agent_refuses_a_seq_spelled_differently() {
     }
     assert_eq!(p.agent.open(frame.as_bytes()).unwrap().body, b"{}");
 }
+
+impl Pair {
+    /// Feeds frames the way the runtime does for one read of an authenticated v2 session:
+    /// all parsed ahead, their signatures checked together, then finished in order.
+    fn feed_ahead(&mut self, frames: &[String]) -> Vec<Action> {
+        let env = Env {
+            key: &self.gw,
+            limits: &self.limits,
+            nonces: &self.nonces,
+        };
+        assert!(self.session.parse_ahead(&env, self.now) >= frames.len());
+        let mut parsed: Vec<_> = frames
+            .iter()
+            .map(|f| {
+                let mut buf = f.as_bytes().to_vec();
+                self.session.parse_frame(&env, &mut buf, self.now)
+            })
+            .collect();
+        let verdicts: Vec<bool> = parsed
+            .iter_mut()
+            .map(|p| {
+                p.take_job()
+                    .is_some_and(|j| j.public.verify(&j.msg, &j.sig))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (p, ok) in parsed.into_iter().zip(verdicts) {
+            out.extend(self.session.finish_parsed(&env, p, ok, self.now));
+        }
+        out
+    }
+}
+
+/// What a list of actions amounts to, without the random parts of frames (ids, the uid).
+fn summary(agent: &mut Agent, actions: &[Action]) -> Vec<String> {
+    let uid = agent.ident().to_string();
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Send(f) => format!("send {}", error_kind_of(agent, f)),
+            Action::Close(code, _) => format!("close {code}"),
+            Action::Inbound { channel, body, .. } => {
+                format!("inbound {} {body}", channel.replace(&uid, "{uid}"))
+            }
+            Action::Rejected(kind) => format!("rejected {}", kind.as_str()),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn frames_parsed_ahead_finish_exactly_as_one_at_a_time() {
+    // Each script: a function of the pair's agent giving the frames of one read.
+    type Script = fn(&mut Pair) -> Vec<String>;
+    fn event(p: &mut Pair, body: &[u8]) -> String {
+        let ch = format!("agent.{}.logs", p.agent.ident());
+        p.agent
+            .message(&ch, MsgType::Event, body, p.ts(), vec![])
+            .unwrap()
+    }
+    let scripts: [(&str, Script); 4] = [
+        ("all valid", |p| {
+            (0..5)
+                .map(|i| event(p, format!("{{\"n\":{i}}}").as_bytes()))
+                .collect()
+        }),
+        ("garbage in between", |p| {
+            vec![
+                event(p, b"{\"a\":1}"),
+                "not json".into(),
+                event(p, b"{\"b\":2}"),
+            ]
+        }),
+        ("replay in the middle closes, nothing after", |p| {
+            let first = event(p, b"{\"a\":1}");
+            let after = event(p, b"{\"c\":3}");
+            vec![first.clone(), first, after]
+        }),
+        ("tampered in the middle closes 4003", |p| {
+            let a = event(p, b"{\"a\":1}");
+            let b = event(p, b"{\"b\":2}").replacen("\"payload\":\"", "\"payload\":\"A", 1);
+            let c = event(p, b"{\"c\":3}");
+            vec![a, b, c]
+        }),
+    ];
+    for (name, script) in scripts {
+        let mut one = steady(Profile::V2);
+        let frames = script(&mut one);
+        let mut sequential = Vec::new();
+        for f in &frames {
+            sequential.extend(one.feed(f));
+        }
+        let mut ahead = steady(Profile::V2);
+        let frames = script(&mut ahead);
+        let batched = ahead.feed_ahead(&frames);
+        let (a, b) = (
+            summary(&mut one.agent, &sequential),
+            summary(&mut ahead.agent, &batched),
+        );
+        assert_eq!(a, b, "{name}");
+        let has = |what: &str| a.iter().any(|x| x.contains(what));
+        match name {
+            "all valid" => assert_eq!(a.iter().filter(|x| x.starts_with("inbound")).count(), 5),
+            "garbage in between" => assert!(has("invalid_message") && has("{\"b\":2}")),
+            "replay in the middle closes, nothing after" => {
+                assert!(has("close 4006") && !has("{\"c\":3}"), "{a:?}")
+            }
+            _ => assert!(has("close 4003") && !has("{\"c\":3}"), "{a:?}"),
+        }
+    }
+}
+
+#[test]
+fn parse_ahead_is_bounded_by_profile_handshake_and_rate() {
+    let mut p = Pair::new(Profile::V2);
+    assert_eq!(
+        p.with(|s, env, now| s.parse_ahead(env, now)),
+        0,
+        "before M1"
+    );
+    p.authenticate();
+    assert_eq!(
+        p.with(|s, env, now| s.parse_ahead(env, now)),
+        0,
+        "during the handshake"
+    );
+    p.register();
+    let burst = p.limits.message_rate.map(|(_, b)| b as usize).unwrap();
+    // M3 and M4 took two tokens of the burst.
+    assert_eq!(p.with(|s, env, now| s.parse_ahead(env, now)), burst - 2);
+    let mut v1 = steady(Profile::V1);
+    assert_eq!(v1.with(|s, env, now| s.parse_ahead(env, now)), 0, "v1");
+}
