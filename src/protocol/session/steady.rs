@@ -36,6 +36,9 @@ pub struct Parsed {
     check: Check,
 }
 
+// Parsed values are transient (a read's worth at most) or boxed while deferred; boxing the
+// signed variant would add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 enum Check {
     /// A check before the signature failed: `fatal` closes (v2 bad signature or timestamp).
     Failed {
