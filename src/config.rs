@@ -126,6 +126,11 @@ pub struct Config {
     pub message_ttl: Duration,
     /// Storage directory (`DATA_DIR`, or `DATABASE_URL=fjall:///path`). Default = `./data`.
     pub data_dir: PathBuf,
+    /// Free space kept on the data directory, in bytes (`STORE_MIN_FREE`): below it the admin
+    /// API refuses new commands (507 `insufficient_storage`) before writing them, and a store
+    /// that failed on a full disk reopens only once this much is free. 0 disables the check.
+    /// Default = 64 MiB.
+    pub store_min_free: u64,
     /// Admin HTTP listener (`ADMIN_ADDR`). Default = `127.0.0.1:9090`.
     pub admin_addr: SocketAddr,
     /// Bearer token of the admin API (`ADMIN_TOKEN`); secret, never printed.
@@ -197,6 +202,7 @@ impl Default for Config {
             message_retry_attempts: 3,
             message_ttl: Duration::from_secs(3_600),
             data_dir: PathBuf::from("./data"),
+            store_min_free: 64 << 20,
             admin_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
             admin_token: None,
             tls_cert_path: None,

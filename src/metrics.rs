@@ -47,6 +47,10 @@ pub const REJECTED_CONNECTIONS: &str = "aegis_gateway_rejected_connections_total
 pub const HANDOFFS: &str = "aegis_gateway_handoffs_total";
 /// 1 when ready, 0 when starting or draining.
 pub const READY: &str = "aegis_gateway_ready";
+/// 1 while the store accepts writes, 0 while it is failed (full disk, IO error) or reopening.
+pub const STORE_AVAILABLE: &str = "aegis_gateway_store_available";
+/// Reopens of the store after a failure, by result (`ok`, `error`).
+pub const STORE_RECOVERIES: &str = "aegis_gateway_store_recoveries_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -113,6 +117,11 @@ fn describe() {
     describe_counter!(ERRORS, "Protocol errors by kind");
     describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "Group-commit fsync latency");
     describe_counter!(ENQUEUES, "Durable command enqueues");
+    describe_gauge!(
+        STORE_AVAILABLE,
+        "1 while the store accepts writes, 0 while failed or reopening"
+    );
+    describe_counter!(STORE_RECOVERIES, "Store reopens after a failure by result");
     describe_counter!(
         REJECTED_CONNECTIONS,
         "Connections refused before upgrade by reason"

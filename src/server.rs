@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::crypto::{keys, SigningKey};
 use crate::router::backend::GatewayBackend;
 use crate::shard::{Gateway, GatewayHandle};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,10 +163,15 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
             "no AUTH_PRIVATE_KEY_PATH: generated a development gateway key"
         );
     }
-    let store = Store::open(&config.data_dir).map_err(|source| ServeError::Store {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    let options = StoreOptions {
+        min_free_bytes: config.store_min_free,
+        ..StoreOptions::default()
+    };
+    let store =
+        Store::open_with(&config.data_dir, &options).map_err(|source| ServeError::Store {
+            path: config.data_dir.clone(),
+            source,
+        })?;
     let public_key = key.public();
     let (token, generated) = admin_token(&config)?;
     if generated {

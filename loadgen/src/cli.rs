@@ -33,13 +33,14 @@ pub struct Cli {
     /// Heartbeat period per agent in seconds (0: none).
     #[arg(long, default_value_t = 30.0)]
     pub heartbeat: f64,
-    /// Events per agent per second [default: 1 for steady and mixed, else 0].
+    /// Events per agent per second [default: 1 for steady and mixed, 0.1 for soak, else 0].
     #[arg(long)]
     pub event_rate: Option<f64>,
     /// Event body size in bytes.
     #[arg(long, default_value_t = 256)]
     pub payload: usize,
-    /// Register (M3/M4) on the first connection (implied by reconnect-storm, commands, mixed).
+    /// Register (M3/M4) on the first connection (implied by reconnect-storm, commands, mixed,
+    /// soak).
     #[arg(long)]
     pub register: bool,
     /// Frames pre-signed per agent in throughput.
@@ -83,9 +84,12 @@ pub struct Cli {
     /// Admin sends in the commands scenario [default: one per agent].
     #[arg(long)]
     pub commands: Option<usize>,
-    /// Admin sends per second (commands, mixed).
-    #[arg(long, default_value_t = 500.0)]
-    pub command_rate: f64,
+    /// Admin sends per second (commands, mixed, soak) [default: 20 for soak, else 500].
+    #[arg(long)]
+    pub command_rate: Option<f64>,
+    /// Seconds between two samples of the gateway (RSS, descriptors, threads, CPU) in soak.
+    #[arg(long, default_value_t = 30.0)]
+    pub sample_every: f64,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -122,7 +126,10 @@ impl Cli {
         o.gateway_pid = self.gateway_pid;
         o.source_ips = self.source_ips.clone();
         o.commands = self.commands;
-        o.command_rate = self.command_rate;
+        if let Some(r) = self.command_rate {
+            o.command_rate = r;
+        }
+        o.sample_every_s = self.sample_every;
         o.progress = !self.quiet;
         o
     }
@@ -182,6 +189,29 @@ mod tests {
             .options();
         assert_eq!((o.agents, o.profile), (64, ProfileChoice::V2));
         assert!(Cli::try_parse_from(["aegis-loadgen", "bogus"]).is_err());
+        let soak = Cli::try_parse_from(["aegis-loadgen", "soak"])
+            .unwrap()
+            .options();
+        assert_eq!(soak.scenario, Scenario::Soak);
+        assert_eq!(
+            (soak.event_rate, soak.command_rate, soak.sample_every_s),
+            (0.1, 20.0, 30.0)
+        );
+        let soak = Cli::try_parse_from([
+            "aegis-loadgen",
+            "soak",
+            "--sample-every",
+            "5",
+            "--command-rate",
+            "2",
+        ])
+        .unwrap()
+        .options();
+        assert_eq!((soak.command_rate, soak.sample_every_s), (2.0, 5.0));
+        let mixed = Cli::try_parse_from(["aegis-loadgen", "mixed"])
+            .unwrap()
+            .options();
+        assert_eq!(mixed.command_rate, 500.0);
         assert!(
             Cli::try_parse_from(["aegis-loadgen", "connect", "--gateway-env", "novalue"]).is_err()
         );

@@ -1,4 +1,4 @@
-//! The command driver of `commands` and `mixed`: admin `send` requests paced at
+//! The command driver of `commands`, `mixed` and `soak`: admin `send` requests paced at
 //! `--command-rate` over the registered agents, one broadcast (`commands`), then waits until
 //! the agents have opened what was sent. Each command's JSON carries `sent_at_ns`
 //! (CLOCK_REALTIME), from which the agents compute send→receive latency.
@@ -36,7 +36,7 @@ pub fn drive(shared: &Shared, admin: &Endpoint) -> Driven {
         rec.error("no_registered_agents");
     } else {
         let margin = match o.scenario {
-            Scenario::Mixed => Duration::from_millis(500),
+            Scenario::Mixed | Scenario::Soak => Duration::from_millis(500),
             _ => Duration::from_secs(2),
         };
         let send_until = shared

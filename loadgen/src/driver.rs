@@ -43,12 +43,12 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let live = Arc::clone(&shared.live);
     let progress = Progress::start(style, opts.agents, move || live.snapshot());
     let metrics = match opts.scenario {
-        Scenario::Throughput | Scenario::Steady | Scenario::Mixed if opts.child.is_none() => admin
+        s if (s == Scenario::Throughput || s.steady_traffic()) && opts.child.is_none() => admin
             .clone()
             .map(|a| AdminClient::new(a, opts.admin_token.clone())),
         _ => None,
     };
-    let mut window = Window::new(opts.gateway_pid.filter(|_| opts.child.is_none()), metrics);
+    let mut window = Window::new(window_pid(opts), metrics);
     let execs = match Executors::start(&shared, crate::scenario::script) {
         Ok(e) => e,
         Err(e) => {
@@ -57,9 +57,21 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         }
     };
     let parties = execs.count();
-    let mut ok = [B_START, B_RAMPED, B_READY]
-        .into_iter()
-        .all(|n| cross(&shared, &coord, &mut window, n, parties, deadline + GRACE));
+    let mut ok = [B_START, B_RAMPED, B_READY].into_iter().all(|n| {
+        cross(
+            &shared,
+            &coord,
+            &mut window,
+            n,
+            parties,
+            deadline + GRACE,
+            || {},
+        )
+    });
+    let sampler = match (opts.scenario, window_pid(opts)) {
+        (Scenario::Soak, Some(pid)) if ok => Some(start_sampler(opts, pid, &shared.live)),
+        _ => None,
+    };
     let mut broadcast_http_ms = None;
     let mut driver_tally = None;
     if ok && opts.scenario.needs_admin() {
@@ -69,6 +81,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             driver_tally = Some(d.tally);
         }
     }
+    // The soak's last sample is taken at the end of the window, before the agents close.
+    let mut soak = None;
     ok = ok
         && cross(
             &shared,
@@ -77,6 +91,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             B_END,
             parties,
             deadline + GRACE,
+            || soak = sampler.map(crate::soak::Sampler::finish),
         );
     if !ok {
         shared.sync.abort();
@@ -93,6 +108,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     timing.broadcast_http_ms = broadcast_http_ms;
     let mut report = Report::from_tally(opts, &tally, timing);
     report.gateway = window.gateway();
+    report.soak = soak;
     report.loadgen_cpu_s = window.own_cpu_s();
     for p in &window.problems {
         *report.warnings.entry(p.clone()).or_default() += 1;
@@ -101,7 +117,23 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Waits for the executors at barrier `n`, samples, lines up with peer processes, releases.
+/// The gateway pid this process samples (the parent's in a split run).
+fn window_pid(opts: &Options) -> Option<u32> {
+    opts.gateway_pid.filter(|_| opts.child.is_none())
+}
+
+/// Starts the soak's sampler of `pid`, reading this process's live counters.
+fn start_sampler(opts: &Options, pid: u32, live: &Arc<Live>) -> crate::soak::Sampler {
+    let live = Arc::clone(live);
+    let every = Duration::from_secs_f64(opts.sample_every_s);
+    crate::soak::Sampler::start(pid, every, move || {
+        let (connected, sent, _) = live.snapshot();
+        (connected, sent)
+    })
+}
+
+/// Waits for the executors at barrier `n`, samples (and calls `at_arrival`), lines up with peer
+/// processes, releases.
 fn cross(
     shared: &Shared,
     coord: &Coordinator,
@@ -109,11 +141,13 @@ fn cross(
     n: usize,
     parties: usize,
     until: Instant,
+    at_arrival: impl FnOnce(),
 ) -> bool {
     if !shared.sync.wait_arrived(n, parties, until) {
         return false;
     }
     window.arrived(n);
+    at_arrival();
     if let Err(e) = coord.cross(n) {
         eprintln!("aegis-loadgen: {e}");
         return false;

@@ -15,7 +15,8 @@
 //! | [`scenario`] | what each executor does in each scenario |
 //! | [`sim`] | one simulated agent over a socket |
 //! | [`ws`] | TCP connect (source address), hand-written upgrade, WebSocket helpers |
-//! | [`commands`] | admin `send`/`broadcast` driver of `commands` and `mixed` |
+//! | [`commands`] | admin `send`/`broadcast` driver of `commands`, `mixed` and `soak` |
+//! | [`soak`] | the soak's sampler: gateway RSS, descriptors, threads, CPU over time; growth |
 //! | [`admin`] | blocking HTTP/1.1 client for the admin API and `/metrics` |
 //! | [`window`] | barrier instants and gateway samples of the measured window |
 //! | [`multiproc`], [`coord`] | splitting a run over child processes, their barrier protocol |
@@ -45,6 +46,7 @@ pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod soak;
 pub mod stats;
 pub mod sys;
 pub mod url;

@@ -5,7 +5,7 @@
 
 use crate::admin::AdminClient;
 use crate::coord::{parse_child_line, ChildLine};
-use crate::exec::{BARRIERS, B_END};
+use crate::exec::{BARRIERS, B_END, B_READY};
 use crate::options::{ChildRole, Options, Scenario, SOCKETS_PER_SLOT};
 use crate::progress::{Progress, Style};
 use crate::report::Report;
@@ -108,7 +108,7 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
             .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     });
     let metrics = match opts.scenario {
-        Scenario::Throughput | Scenario::Steady | Scenario::Mixed => admin
+        s if s == Scenario::Throughput || s.steady_traffic() => admin
             .clone()
             .map(|a| AdminClient::new(a, opts.admin_token.clone())),
         _ => None,
@@ -117,6 +117,8 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
     let deadline = Instant::now() + Duration::from_secs_f64(opts.duration_s) + crate::driver::GRACE;
     let mut arrived = vec![vec![false; procs]; B_END + 1];
     let mut ok = true;
+    let mut sampler = None;
+    let mut soak = None;
     for n in BARRIERS {
         // Everyone at barrier n (or gone / too late).
         while ok && arrived.get(n).is_some_and(|a| !a.iter().all(|x| *x)) {
@@ -139,12 +141,27 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
             break;
         }
         window.arrived(n);
+        if n == B_END {
+            soak = sampler.take().map(crate::soak::Sampler::finish);
+        }
         for (_, stdin, _) in children.iter_mut() {
             if let Some(s) = stdin.as_mut() {
                 let _ = writeln!(s, "go {n}").and_then(|()| s.flush());
             }
         }
         window.released(n);
+        if let (B_READY, Scenario::Soak, Some(pid)) = (n, opts.scenario, opts.gateway_pid) {
+            // The children's live counters, as their progress lines report them.
+            let pv = Arc::clone(&progress_values);
+            let every = Duration::from_secs_f64(opts.sample_every_s);
+            sampler = Some(crate::soak::Sampler::start(pid, every, move || {
+                let v = pv.lock().map(|v| v.clone()).unwrap_or_default();
+                v.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            }));
+        }
+    }
+    if soak.is_none() {
+        soak = sampler.take().map(crate::soak::Sampler::finish);
     }
     for (_, stdin, _) in children.iter_mut() {
         if let Some(mut s) = stdin.take() {
@@ -191,6 +208,7 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
     report.timing.window_s = t.window_s;
     report.timing.storm_wall_s = t.storm_wall_s;
     report.gateway = window.gateway();
+    report.soak = soak;
     report.refresh();
     Ok(report)
 }

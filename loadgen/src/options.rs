@@ -25,6 +25,9 @@ pub enum Scenario {
     Commands,
     /// Steady traffic plus periodic commands.
     Mixed,
+    /// `mixed` held for `--duration`, the gateway's RSS, descriptors, threads and CPU sampled
+    /// every `--sample-every` seconds (growth over time).
+    Soak,
 }
 
 impl Scenario {
@@ -37,6 +40,7 @@ impl Scenario {
             Scenario::Throughput => "throughput",
             Scenario::Commands => "commands",
             Scenario::Mixed => "mixed",
+            Scenario::Soak => "soak",
         }
     }
 
@@ -44,13 +48,19 @@ impl Scenario {
     pub fn needs_registration(self) -> bool {
         matches!(
             self,
-            Scenario::ReconnectStorm | Scenario::Commands | Scenario::Mixed
+            Scenario::ReconnectStorm | Scenario::Commands | Scenario::Mixed | Scenario::Soak
         )
     }
 
     /// Whether the admin API is required.
     pub fn needs_admin(self) -> bool {
-        matches!(self, Scenario::Commands | Scenario::Mixed)
+        matches!(self, Scenario::Commands | Scenario::Mixed | Scenario::Soak)
+    }
+
+    /// Whether agents send heartbeats and events through the window (and, with the admin
+    /// API, get periodic commands).
+    pub fn steady_traffic(self) -> bool {
+        matches!(self, Scenario::Steady | Scenario::Mixed | Scenario::Soak)
     }
 }
 
@@ -130,8 +140,10 @@ pub struct Options {
     pub source_ips: Vec<Ipv4Addr>,
     /// Admin sends of the `commands` scenario (default: one per agent).
     pub commands: Option<usize>,
-    /// Admin sends per second (`commands`, `mixed`; 0: as fast as answered).
+    /// Admin sends per second (`commands`, `mixed`, `soak`; 0: as fast as answered).
     pub command_rate: f64,
+    /// Seconds between two samples of the gateway in `soak`.
+    pub sample_every_s: f64,
     /// Print the progress line.
     pub progress: bool,
     /// Set in a child process of a split run.
@@ -170,10 +182,10 @@ impl Options {
             ramp: 0.0,
             duration_s: 30.0,
             heartbeat_s: 30.0,
-            event_rate: if scenario == Scenario::Steady || scenario == Scenario::Mixed {
-                1.0
-            } else {
-                0.0
+            event_rate: match scenario {
+                Scenario::Steady | Scenario::Mixed => 1.0,
+                Scenario::Soak => 0.1,
+                _ => 0.0,
             },
             payload: 256,
             register: scenario.needs_registration(),
@@ -186,7 +198,12 @@ impl Options {
             gateway_pid: None,
             source_ips: Vec::new(),
             commands: None,
-            command_rate: 500.0,
+            command_rate: if scenario == Scenario::Soak {
+                20.0
+            } else {
+                500.0
+            },
+            sample_every_s: 30.0,
             progress: true,
             child: None,
             run_id: run_id(),
@@ -225,10 +242,20 @@ impl Options {
             ("--heartbeat", self.heartbeat_s),
             ("--event-rate", self.event_rate),
             ("--command-rate", self.command_rate),
+            ("--sample-every", self.sample_every_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return range(&format!("{name} must be a finite number ≥ 0"));
             }
+        }
+        if self.sample_every_s < 0.1 {
+            return range("--sample-every is at least 0.1 s");
+        }
+        if self.scenario == Scenario::Soak && self.gateway_pid.is_none() && self.child.is_none() {
+            return Err(OptionsError::Missing(
+                "the soak scenario samples the gateway: give --gateway-pid (or --spawn-gateway)"
+                    .into(),
+            ));
         }
         if self.threads == 0 || self.threads > 256 || self.max_inflight == 0 {
             return range("--threads must be 1..=256 and --max-inflight ≥ 1");
@@ -314,6 +341,25 @@ mod tests {
         let mut o = Options::new(Scenario::Connect);
         o.gateway_key = Some("nope".into());
         assert!(matches!(o.validate(), Err(OptionsError::Range(_))));
+    }
+
+    #[test]
+    fn soak_needs_the_gateway_pid_and_a_sane_period() {
+        let mut o = Options::new(Scenario::Soak);
+        o.admin = Some("http://127.0.0.1:9090".into());
+        o.admin_token = Some("t".into());
+        assert!(o.registers());
+        assert!(matches!(o.validate(), Err(OptionsError::Missing(_))));
+        o.gateway_pid = Some(1);
+        assert!(o.validate().is_ok());
+        o.sample_every_s = 0.01;
+        assert!(matches!(o.validate(), Err(OptionsError::Range(_))));
+        // A child of a split run does not sample (the parent does).
+        let mut child = Options::new(Scenario::Soak);
+        child.admin = o.admin.clone();
+        child.admin_token = o.admin_token.clone();
+        child.child = Some(ChildRole { index: 0, count: 2 });
+        assert!(child.validate().is_ok());
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct Report {
     pub loadgen_cpu_s: f64,
     /// Raw histograms, sparse `(value_us, count)` pairs, for merging.
     pub histograms: BTreeMap<String, Vec<(u64, u64)>>,
+    /// The soak's samples of the gateway and their summary (`soak` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::soak::SoakReport>,
 }
 
 impl Report {
@@ -292,6 +295,9 @@ impl Report {
                 g.end.rss_bytes / 1024,
                 g.before_ramp.rss_bytes / 1024
             );
+        }
+        if let Some(soak) = &self.soak {
+            s.push_str(&soak.table());
         }
         let _ = writeln!(s, "loadgen cpu in window {:.2} s", self.loadgen_cpu_s);
         for (name, v) in [

@@ -8,6 +8,7 @@
 //! | throughput | connect | pre-sign `--frames` per agent | blast |
 //! | commands | connect + registration | | receive/ack until the driver is done |
 //! | mixed | connect + registration | | steady traffic + commands until the deadline |
+//! | soak | connect + registration | | as mixed; the coordinating thread samples the gateway |
 //!
 //! Every window that sends ends with a ping barrier per agent ([`Sim::settle`]): the pong proves
 //! the gateway processed everything the agent wrote, which is when messages count as accepted.
@@ -73,7 +74,7 @@ pub async fn script(env: Rc<Env>, shared: Arc<Shared>, sims: Vec<Sim>) {
         Scenario::Connect | Scenario::Commands => {
             run_all(&env, &shared, sims, deadline, heartbeat, None).await
         }
-        Scenario::Steady | Scenario::Mixed => {
+        Scenario::Steady | Scenario::Mixed | Scenario::Soak => {
             run_all(&env, &shared, sims, deadline, heartbeat, events).await
         }
         Scenario::ReconnectStorm => storm(&env, sims).await,

@@ -72,6 +72,18 @@ impl ApiError {
         ApiError::new(503, "unavailable", message)
     }
 
+    /// `507` `insufficient_storage`: the data directory is full (or below `STORE_MIN_FREE`);
+    /// nothing was queued. The gateway accepts commands again by itself once space is freed.
+    pub fn insufficient_storage(message: impl Into<String>) -> ApiError {
+        ApiError::new(507, "insufficient_storage", message)
+    }
+
+    /// `503` `storage_unavailable`: the store failed (an IO error) or is reopening; nothing
+    /// was queued. Retry later.
+    pub fn storage_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "storage_unavailable", message)
+    }
+
     /// `500` `internal` (our fault: store errors and the like).
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "internal", message)

@@ -28,7 +28,11 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Operate the Aegis agent fleet: agent status, commands (send, broadcast), \
                 delivery status, revocation and the event stream. Times are RFC 3339 UTC. Every \
-                error body is {\"error\": code, \"message\": text}."
+                error body is {\"error\": code, \"message\": text}. Storage errors: 507 \
+                insufficient_storage when the data directory is full or below STORE_MIN_FREE, \
+                503 storage_unavailable while the store recovers from another failure; in both \
+                cases nothing was queued (a command is answered queued or sent only once it is \
+                on disk), and the gateway accepts commands again by itself once it can write."
         },
         "servers": [{"url": "/"}],
         "paths": paths,
@@ -113,7 +117,7 @@ fn operation(route: Route) -> Value {
             vec![agent()],
             None,
             ok_json("AgentStatus"),
-            &["400", "404", "409"],
+            &["400", "404", "409", "503"],
             true,
         ),
         Route::ListAgents => op(
@@ -139,7 +143,7 @@ fn operation(route: Route) -> Value {
             ],
             None,
             ok_json("AgentPage"),
-            &["400"],
+            &["400", "503"],
             true,
         ),
         Route::Send => op(
@@ -148,7 +152,7 @@ fn operation(route: Route) -> Value {
             vec![agent()],
             Some("SendRequest"),
             ok_json("SendResponse"),
-            &["400", "404", "409", "413", "503"],
+            &["400", "404", "409", "413", "429", "503", "507"],
             true,
         ),
         Route::Broadcast => op(
@@ -157,7 +161,7 @@ fn operation(route: Route) -> Value {
             vec![],
             Some("BroadcastRequest"),
             ok_json("BroadcastResponse"),
-            &["400", "413", "503"],
+            &["400", "413", "503", "507"],
             true,
         ),
         Route::MessageStatus => op(
@@ -166,7 +170,7 @@ fn operation(route: Route) -> Value {
             vec![path_param("message_id", "id returned by send or broadcast")],
             None,
             ok_json("MessageStatusResponse"),
-            &["400", "404"],
+            &["400", "404", "503"],
             true,
         ),
         Route::Revoke => op(
@@ -175,7 +179,7 @@ fn operation(route: Route) -> Value {
             vec![agent()],
             None,
             ok_json("RevokeResponse"),
-            &["400", "404", "409"],
+            &["400", "404", "409", "503", "507"],
             true,
         ),
         Route::Events => op(

@@ -57,6 +57,7 @@ config_args! {
     message_ttl => "MESSAGE_TTL", "DURATION", "Lifetime of a queued command [default: 1h]";
     data_dir => "DATA_DIR", "DIR", "Storage directory [default: ./data]";
     database_url => "DATABASE_URL", "URL", "Alias of DATA_DIR written fjall:///absolute/path";
+    store_min_free => "STORE_MIN_FREE", "BYTES", "Free space kept on DATA_DIR: below it commands are refused with 507 (0 disables) [default: 64MiB]";
     admin_addr => "ADMIN_ADDR", "IP:PORT", "Admin HTTP listener [default: 127.0.0.1:9090]";
     admin_token => "ADMIN_TOKEN", "TOKEN", "Admin API bearer token (prefer the env var: flags show in ps) [default: generated into DATA_DIR]";
     admin_tls => "ADMIN_TLS", "BOOL", "Serve the admin API over TLS with TLS_CERT_PATH/TLS_KEY_PATH [default: false]";

@@ -87,6 +87,11 @@ impl Config {
             ),
             ("MESSAGE_TTL", dur(self.message_ttl), None),
             ("DATA_DIR", self.data_dir.display().to_string(), None),
+            (
+                "STORE_MIN_FREE",
+                self.store_min_free.to_string(),
+                (self.store_min_free == 0).then(|| "free-space check disabled".to_string()),
+            ),
             ("ADMIN_ADDR", self.admin_addr.to_string(), None),
             match self.admin_token {
                 Some(_) => ("ADMIN_TOKEN", "<redacted>".to_string(), None),
@@ -161,6 +166,7 @@ impl fmt::Debug for Config {
             message_retry_attempts,
             message_ttl,
             data_dir,
+            store_min_free,
             admin_addr,
             admin_token,
             admin_tls,
@@ -197,6 +203,7 @@ impl fmt::Debug for Config {
             .field("message_retry_attempts", message_retry_attempts)
             .field("message_ttl", message_ttl)
             .field("data_dir", data_dir)
+            .field("store_min_free", store_min_free)
             .field("admin_addr", admin_addr)
             .field("admin_token", &admin_token)
             .field("admin_tls", admin_tls)

@@ -257,6 +257,10 @@ fn build(
     };
 
     set(
+        &mut c.store_min_free,
+        p.size("STORE_MIN_FREE").map(|n| n as u64),
+    );
+    set(
         &mut c.admin_addr,
         p.parse("ADMIN_ADDR", SOCKET_ADDR, |s| s.parse().ok()),
     );

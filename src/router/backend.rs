@@ -13,7 +13,9 @@ use crate::protocol::channel::{self, BackendKind, Channel};
 use crate::protocol::envelope::MsgType;
 use crate::protocol::payloads::server_time;
 use crate::shard::{Command, DeliverError, DeliveryOutcome, GatewayHandle};
-use crate::store::{channel_matches, AgentRecord, NewMessage, QueueError, QueuedMessage, Store};
+use crate::store::{
+    channel_matches, AgentRecord, NewMessage, QueueError, QueuedMessage, Store, StoreError,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,29 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("storage error: {e}"))
 }
 
+/// The API error for a store error: `507 insufficient_storage` when the disk is full (the
+/// error says so, or the store failed for that reason), `503 storage_unavailable` for other
+/// storage faults (the store failed or is reopening), `500 internal` for the rest (damaged
+/// records). `outcome` says what did not happen.
+fn store_error(store: &Store, e: &StoreError, outcome: &str) -> ApiError {
+    let full = e.is_disk_full() || (e.is_fault() && store.fault().is_some_and(|f| f.disk_full));
+    if full {
+        ApiError::insufficient_storage(format!(
+            "storage is full ({e}); {outcome}. The gateway accepts commands again by itself \
+             once space is freed on its data directory"
+        ))
+    } else if e.is_fault() {
+        ApiError::storage_unavailable(format!("storage unavailable ({e}); {outcome}. Retry later"))
+    } else {
+        internal(e)
+    }
+}
+
+/// What a refused send did not do.
+const NOT_QUEUED: &str = "the command was not queued";
+/// What a failed read did not do.
+const NOT_READ: &str = "nothing was read";
+
 /// A command for the shards: the queue record's id and seq with the command's JSON (records
 /// returned by a bulk enqueue carry no payload, so it is passed separately).
 fn command(q: &QueuedMessage, kind: BackendKind, msg_type: MsgType, payload: &str) -> Command {
@@ -69,10 +94,11 @@ fn parse_message_type(t: Option<&str>) -> Result<MsgType, ApiError> {
 impl GatewayBackend {
     /// Resolves `{id}`: an agent uid, or a host_id held by exactly one active uid.
     fn resolve(&self, id: &str) -> Result<AgentRecord, ApiError> {
-        if let Some(rec) = self.store.get_agent(id).map_err(internal)? {
+        let read_error = |e: StoreError| store_error(&self.store, &e, NOT_READ);
+        if let Some(rec) = self.store.get_agent(id).map_err(read_error)? {
             return Ok(rec);
         }
-        let uids = self.store.uids_for_host(id).map_err(internal)?;
+        let uids = self.store.uids_for_host(id).map_err(read_error)?;
         match uids.as_slice() {
             [] => Err(ApiError::not_found(
                 "agent_not_found",
@@ -81,7 +107,7 @@ impl GatewayBackend {
             [uid] => self
                 .store
                 .get_agent(uid)
-                .map_err(internal)?
+                .map_err(read_error)?
                 .ok_or_else(|| ApiError::not_found("agent_not_found", "agent was just revoked")),
             many => Err(ApiError::conflict(
                 "ambiguous_host_id",
@@ -140,10 +166,11 @@ impl GatewayBackend {
 
     /// Every registered agent matching `filter` (ids, or platform/version fields).
     fn matching_agents(&self, filter: Option<&AgentFilter>) -> Result<Vec<AgentRecord>, ApiError> {
+        let read_error = |e: StoreError| store_error(&self.store, &e, NOT_READ);
         if let Some(uids) = filter.and_then(|f| f.agent_uids.as_ref()) {
             let mut out = Vec::with_capacity(uids.len());
             for uid in uids {
-                if let Some(rec) = self.store.get_agent(uid).map_err(internal)? {
+                if let Some(rec) = self.store.get_agent(uid).map_err(read_error)? {
                     if matches_fields(&rec, filter) {
                         out.push(rec);
                     }
@@ -157,7 +184,7 @@ impl GatewayBackend {
             let page = self
                 .store
                 .list_agents(cursor.as_deref(), SCAN_PAGE)
-                .map_err(internal)?;
+                .map_err(read_error)?;
             let last = page.last().map(|r| r.agent_uid.clone());
             out.extend(page.into_iter().filter(|r| matches_fields(r, filter)));
             match last {
@@ -201,7 +228,7 @@ impl Backend for GatewayBackend {
         let page = self
             .store
             .list_agents(q.cursor.as_deref(), q.limit)
-            .map_err(internal)?;
+            .map_err(|e| store_error(&self.store, &e, NOT_READ))?;
         let next_cursor = (page.len() == q.limit)
             .then(|| page.last().map(|r| r.agent_uid.clone()))
             .flatten();
@@ -250,9 +277,11 @@ impl Backend for GatewayBackend {
             req.priority.unwrap_or(DEFAULT_PRIORITY),
             self.ttl_s(req.ttl_seconds),
         );
+        // Answered only once the command is on disk; refused (and never delivered) otherwise.
         let queued = match self
             .store
-            .enqueue(&uid, &new, now_s(), self.config.message_queue_size)
+            .enqueue_durable(&uid, &new, now_s(), self.config.message_queue_size)
+            .await
         {
             Ok(q) => q,
             Err(QueueError::Full { depth }) => {
@@ -262,11 +291,9 @@ impl Backend for GatewayBackend {
                     format!("agent {uid} already has {depth} queued commands (MESSAGE_QUEUE_SIZE)"),
                 ))
             }
+            Err(QueueError::Store(e)) => return Err(store_error(&self.store, &e, NOT_QUEUED)),
             Err(e) => return Err(internal(e)),
         };
-        self.store.sync().await.map_err(|e| {
-            ApiError::unavailable(format!("command not durable, storage sync failed: {e}"))
-        })?;
         let status = match self
             .handle
             .deliver(&uid, command(&queued, kind, msg_type, &new.payload))
@@ -313,10 +340,9 @@ impl Backend for GatewayBackend {
             .collect();
         let results = self
             .store
-            .enqueue_many(&items, now_s(), self.config.message_queue_size);
-        self.store.sync().await.map_err(|e| {
-            ApiError::unavailable(format!("broadcast not durable, storage sync failed: {e}"))
-        })?;
+            .enqueue_many_durable(&items, now_s(), self.config.message_queue_size)
+            .await
+            .map_err(|e| store_error(&self.store, &e, "the broadcast was not queued"))?;
         let mut failed = Vec::new();
         let mut deliveries = Vec::new();
         let mut queued = Vec::new();
@@ -353,7 +379,10 @@ impl Backend for GatewayBackend {
     }
 
     async fn message_status(&self, message_id: &str) -> Result<MessageStatusResponse, ApiError> {
-        let records = self.store.message_status(message_id).map_err(internal)?;
+        let records = self
+            .store
+            .message_status(message_id)
+            .map_err(|e| store_error(&self.store, &e, NOT_READ))?;
         if records.is_empty() {
             return Err(ApiError::not_found(
                 "message_not_found",
@@ -382,12 +411,18 @@ impl Backend for GatewayBackend {
     async fn revoke(&self, id: &str) -> Result<RevokeResponse, ApiError> {
         let rec = self.resolve(id)?;
         let uid = rec.agent_uid;
-        self.store.remove_agent(&uid).map_err(internal)?;
-        self.store.revoke_queue(&uid, now_s()).map_err(internal)?;
+        let not_revoked = |e: StoreError| {
+            store_error(
+                &self.store,
+                &e,
+                "the revocation is not durable (it may be partly applied); retry it",
+            )
+        };
+        self.store.remove_agent(&uid).map_err(not_revoked)?;
         self.store
-            .sync()
-            .await
-            .map_err(|e| ApiError::unavailable(format!("revocation not durable: {e}")))?;
+            .revoke_queue(&uid, now_s())
+            .map_err(not_revoked)?;
+        self.store.sync().await.map_err(not_revoked)?;
         let disconnected = self.handle.revoke(&uid).await;
         Ok(RevokeResponse {
             agent_uid: uid,
@@ -409,7 +444,7 @@ impl Backend for GatewayBackend {
             let batch = self
                 .store
                 .events_after(cursor, limit.max(1) * 4)
-                .map_err(internal)?;
+                .map_err(|e| store_error(&self.store, &e, NOT_READ))?;
             let scanned_to = batch.last().map(|e| e.seq);
             let items: Vec<EventItem> = batch
                 .into_iter()
@@ -448,6 +483,9 @@ pub const MESSAGE_RETENTION_S: i64 = 7 * 86_400;
 
 impl crate::shard::Sweep for GatewayBackend {
     fn sweep(&self) {
+        if self.store.fault().is_some() {
+            return; // a failed store refuses writes; it reopens by itself
+        }
         // Retention, once a minute: bounded event log and delivery history.
         if now_s() % 60 == 0 {
             if let Err(e) = self.store.trim_events(EVENTS_KEPT) {
@@ -469,5 +507,48 @@ impl crate::shard::Sweep for GatewayBackend {
             }
             Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enospc() -> StoreError {
+        StoreError::Fjall {
+            context: "t",
+            source: fjall::Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+        }
+    }
+
+    fn poisoned() -> StoreError {
+        StoreError::Fjall {
+            context: "t",
+            source: fjall::Error::Poisoned,
+        }
+    }
+
+    #[test]
+    fn store_errors_map_to_507_503_or_500() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let full = store_error(&store, &enospc(), NOT_QUEUED);
+        assert_eq!((full.status, full.error), (507, "insufficient_storage"));
+        assert!(full.message.contains(NOT_QUEUED), "{}", full.message);
+        let reserve = StoreError::DiskFull {
+            free: 0,
+            reserve: 1,
+        };
+        assert_eq!(store_error(&store, &reserve, NOT_QUEUED).status, 507);
+        let other = store_error(&store, &poisoned(), NOT_QUEUED);
+        assert_eq!((other.status, other.error), (503, "storage_unavailable"));
+        let damaged = StoreError::CorruptKey {
+            keyspace: "queue",
+            key: "k".into(),
+        };
+        assert_eq!(store_error(&store, &damaged, NOT_READ).status, 500);
+        // fjall's Poisoned does not say why: the store's recorded fault does.
+        store.inject_fault(true);
+        assert_eq!(store_error(&store, &poisoned(), NOT_QUEUED).status, 507);
     }
 }

@@ -59,7 +59,12 @@ impl EventBatch {
             return;
         }
         if let Err(e) = store.append_events(&evs) {
-            tracing::warn!(error = %e, dropped = evs.len(), "events not recorded");
+            if store.fault().is_some() {
+                // Logged once when the store failed; not once per scheduler round.
+                tracing::debug!(error = %e, dropped = evs.len(), "events not recorded");
+            } else {
+                tracing::warn!(error = %e, dropped = evs.len(), "events not recorded");
+            }
         }
     }
 }

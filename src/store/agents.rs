@@ -6,7 +6,7 @@
 
 use super::{
     codec::{self, check_key_part, valid_key_part},
-    FjallContext, LockDomain, Store, StoreError,
+    Engine, FjallContext, LockDomain, Store, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use std::{ops::Bound, sync::atomic::Ordering};
@@ -51,6 +51,14 @@ pub struct AgentRecord {
 
 const WHAT: &str = "agent";
 
+/// The record of `uid` on `engine`.
+fn read_agent(engine: &Engine, uid: &str) -> Result<Option<AgentRecord>, StoreError> {
+    let bytes = engine.ks.agents.get(uid).ctx("reading an agent")?;
+    bytes
+        .map(|b| codec::decode(WHAT, uid.as_bytes(), &b))
+        .transpose()
+}
+
 impl Store {
     /// Inserts or replaces an agent record and its host index entry (atomically). Replacing a
     /// record whose host_id changed moves the index entry. Not durable until [`Store::sync`].
@@ -61,10 +69,11 @@ impl Store {
         check_key_part("agent_uid", &record.agent_uid)?;
         check_key_part("host_id", &record.host_id)?;
         let value = codec::encode(WHAT, record)?;
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
         let _guard = self.inner.locks.lock(LockDomain::Agent, &record.agent_uid);
-        let old = self.read_agent(&record.agent_uid)?;
-        let mut batch = self.inner.db.batch();
+        let old = read_agent(&engine, &record.agent_uid)?;
+        let mut batch = engine.db.batch();
         if let Some(old) = &old {
             if old.host_id != record.host_id {
                 batch.remove(
@@ -94,14 +103,7 @@ impl Store {
         if !valid_key_part(uid) {
             return Ok(None);
         }
-        self.read_agent(uid)
-    }
-
-    fn read_agent(&self, uid: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let bytes = self.inner.ks.agents.get(uid).ctx("reading an agent")?;
-        bytes
-            .map(|b| codec::decode(WHAT, uid.as_bytes(), &b))
-            .transpose()
+        read_agent(&*self.engine()?, uid)
     }
 
     /// Revokes `uid`: removes its record and host index entry (atomically) and returns the
@@ -114,9 +116,10 @@ impl Store {
         if !valid_key_part(uid) {
             return Ok(None);
         }
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
         let _guard = self.inner.locks.lock(LockDomain::Agent, uid);
-        let old = match self.read_agent(uid) {
+        let old = match read_agent(&engine, uid) {
             Ok(Some(old)) => old,
             Ok(None) => return Ok(None),
             Err(e @ StoreError::Decode { .. }) => {
@@ -129,7 +132,7 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         batch.remove(&ks.agents, uid.as_bytes());
         batch.remove(&ks.agents_by_host, codec::host_key(&old.host_id, uid));
         batch.commit().ctx("removing an agent")?;
@@ -148,7 +151,7 @@ impl Store {
         let prefix = codec::host_prefix(host_id);
         let mut uids = Vec::new();
         for guard in self
-            .inner
+            .engine()?
             .ks
             .agents_by_host
             .prefix(&prefix)
@@ -169,8 +172,9 @@ impl Store {
         if !valid_key_part(uid) {
             return Ok(false);
         }
+        let engine = self.engine()?;
         let _guard = self.inner.locks.lock(LockDomain::Agent, uid);
-        let Some(mut record) = self.read_agent(uid)? else {
+        let Some(mut record) = read_agent(&engine, uid)? else {
             return Ok(false);
         };
         if ts <= record.last_seen {
@@ -178,7 +182,7 @@ impl Store {
         }
         record.last_seen = ts;
         let value = codec::encode(WHAT, &record)?;
-        self.inner
+        engine
             .ks
             .agents
             .insert(uid.as_bytes(), value)
@@ -203,7 +207,8 @@ impl Store {
         };
         let range = (start, Bound::<&[u8]>::Unbounded);
         let mut page = Vec::with_capacity(limit.min(256));
-        for guard in self.inner.ks.agents.range::<&[u8], _>(range).take(limit) {
+        let engine = self.engine()?;
+        for guard in engine.ks.agents.range::<&[u8], _>(range).take(limit) {
             let (key, value) = guard.into_inner().ctx("listing agents")?;
             page.push(codec::decode(WHAT, &key, &value)?);
         }

@@ -61,7 +61,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         check_key_part("agent_uid", agent_uid)?;
         check_key_part("channel", channel)?;
-        let ks = &self.inner.ks.channels;
+        let engine = self.engine()?;
+        let ks = &engine.ks.channels;
         let key = channel_key(agent_uid, channel);
         let _guard = self.inner.queues.lock(agent_uid);
         let old = match ks.get(&key).ctx("reading a channel")? {
@@ -113,7 +114,8 @@ impl Store {
         }
         let p = prefix(agent_uid);
         let mut out = Vec::new();
-        for guard in self.inner.ks.channels.prefix(&p).take(MAX_CHANNELS_LISTED) {
+        let engine = self.engine()?;
+        for guard in engine.ks.channels.prefix(&p).take(MAX_CHANNELS_LISTED) {
             let (key, value) = guard.into_inner().ctx("listing channels")?;
             let name = key
                 .get(p.len()..)
@@ -162,9 +164,10 @@ impl Store {
         if !valid_key_part(agent_uid) {
             return Ok(0);
         }
-        let ks = &self.inner.ks.channels;
+        let engine = self.engine()?;
+        let ks = &engine.ks.channels;
         let _guard = self.inner.queues.lock(agent_uid);
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         for guard in ks.prefix(prefix(agent_uid)) {
             let (key, value) = guard.into_inner().ctx("reading channels")?;
             let Ok(mut record) = codec::decode::<ChannelRecord>(WHAT, &key, &value) else {

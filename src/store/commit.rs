@@ -11,9 +11,16 @@
 //! runs the fsync itself on its own descriptor of the active journal file, outside the mutex
 //! ([`JournalSync`]). If the journal file cannot be found or opened it falls back to
 //! `persist(SyncAll)`, which is always correct, only slower for concurrent writers.
+//!
+//! The committer also watches the store's health: a failed sync marks the store failed, an
+//! idle probe (`persist(Buffer)`, which fjall refuses once poisoned) notices failures of other
+//! writers, and while failed it answers every request with [`StoreError::Unavailable`] and tries
+//! to reopen the database once a second (see `recovery`). Each answer carries the epoch of the
+//! database it synced: a waiter whose writes went to an older one gets
+//! [`StoreError::Reopened`].
 
-use super::StoreError;
-use crossbeam_channel::{Receiver, Sender};
+use super::{Inner, StoreError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use fjall::{Database, PersistMode};
 use futures_channel::oneshot;
 use std::{
@@ -28,10 +35,18 @@ use std::{
     },
     task::{Context, Poll},
     thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
+/// Health checks (probe, pending withdrawals) at least this often.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Pause between two reopen attempts of a failed store.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The outcome of one sync: the epoch of the database synced.
+type Outcome = Result<u64, Failure>;
 /// Where the committer sends the outcome of one sync request.
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+type Reply = oneshot::Sender<Outcome>;
 
 /// Counters kept by the committer thread.
 #[derive(Debug, Default)]
@@ -48,17 +63,12 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer thread for `db`, whose files live in `dir`. With a `gate`, the
-    /// thread waits for it to yield (or disconnect) before serving requests: tests use it to
-    /// queue requests deterministically.
-    pub(crate) fn spawn(
-        db: Database,
-        dir: &Path,
-        gate: Option<Receiver<()>>,
-    ) -> Result<Self, StoreError> {
+    /// Starts the committer thread for the store `inner`. With a `gate`, the thread waits for
+    /// it to yield (or disconnect) before serving requests: tests use it to queue requests
+    /// deterministically.
+    pub(crate) fn spawn(inner: Arc<Inner>, gate: Option<Receiver<()>>) -> Result<Self, StoreError> {
         let (tx, rx) = crossbeam_channel::unbounded::<Reply>();
         let counters = Arc::new(Counters::default());
-        let syncer = JournalSync::open(dir);
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("aegis-committer".into())
@@ -66,7 +76,7 @@ impl Committer {
                 if let Some(gate) = gate {
                     let _ = gate.recv();
                 }
-                run(&db, &rx, &thread_counters, syncer);
+                run(&inner, &rx, &thread_counters);
             })
             .map_err(StoreError::SpawnCommitter)?;
         Ok(Self {
@@ -76,16 +86,16 @@ impl Committer {
         })
     }
 
-    /// Queues a sync request; the returned future resolves once it is served.
-    pub(crate) fn request(&self) -> SyncWaiter {
+    /// Queues a sync request; the returned future resolves once it is served. With `expect`,
+    /// it fails with [`StoreError::Reopened`] unless the database synced is of that epoch.
+    pub(crate) fn request(&self, expect: Option<u64>) -> SyncWaiter {
         let (reply, rx) = oneshot::channel();
         match self.tx.as_ref().map(|tx| tx.send(reply)) {
             Some(Ok(())) => SyncWaiter {
                 state: WaiterState::Pending(rx),
+                expect,
             },
-            _ => SyncWaiter {
-                state: WaiterState::Done(Some(StoreError::CommitterGone)),
-            },
+            _ => SyncWaiter::failed(StoreError::CommitterGone),
         }
     }
 
@@ -117,26 +127,113 @@ impl Drop for Committer {
     }
 }
 
-/// The committer loop: one request, then everything else pending, one sync, answer all.
-fn run(db: &Database, rx: &Receiver<Reply>, counters: &Counters, mut syncer: JournalSync) {
+/// The committer loop: one request, then everything else pending, one sync, answer all;
+/// between batches, health checks and (when failed) reopen attempts.
+fn run(inner: &Inner, rx: &Receiver<Reply>, counters: &Counters) {
     let mut batch: Vec<Reply> = Vec::new();
     let fsync_seconds = metrics::histogram!(crate::metrics::FSYNC_SECONDS);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        batch.extend(rx.try_iter());
-        let started = std::time::Instant::now();
-        let outcome = syncer.sync(db).map_err(Arc::new);
-        fsync_seconds.record(started.elapsed().as_secs_f64());
-        counters.fsyncs.fetch_add(1, Ordering::AcqRel);
-        counters
-            .requests
-            .fetch_add(batch.len() as u64, Ordering::AcqRel);
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, waiters = batch.len(), "store sync failed");
+    let mut syncer: Option<(u64, JournalSync)> = None;
+    let mut next_check = Instant::now() + PROBE_INTERVAL;
+    let mut next_reopen = Instant::now();
+    loop {
+        let wait = next_check.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(first) => {
+                batch.push(first);
+                batch.extend(rx.try_iter());
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
-        for reply in batch.drain(..) {
-            // A waiter that gave up (dropped its future) is not an error.
-            let _ = reply.send(outcome.clone().map_err(StoreError::Sync));
+        if inner.health.is_failed() {
+            // Answer first: nobody waits for a reopen (which may take a while) to hear "no".
+            let fault = inner.health.fault().unwrap_or_else(super::Fault::reopening);
+            answer(&mut batch, counters, &Err(Failure::Unavailable(fault)));
+            if Instant::now() >= next_reopen {
+                next_reopen = Instant::now() + RETRY_INTERVAL;
+                if super::recovery::reopen(inner).is_ok() {
+                    syncer = None;
+                }
+            }
+            next_check = Instant::now() + RETRY_INTERVAL.min(PROBE_INTERVAL);
+            continue;
+        }
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + PROBE_INTERVAL;
+            check(inner);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let outcome = match inner.engine() {
+            Ok(engine) => {
+                let sync = match &mut syncer {
+                    Some((epoch, sync)) if *epoch == engine.epoch => sync,
+                    _ => {
+                        &mut syncer
+                            .insert((engine.epoch, JournalSync::open(&inner.dir)))
+                            .1
+                    }
+                };
+                let started = Instant::now();
+                let outcome = sync.sync(&engine.db).map(|()| engine.epoch);
+                fsync_seconds.record(started.elapsed().as_secs_f64());
+                counters.fsyncs.fetch_add(1, Ordering::AcqRel);
+                outcome.map_err(|e| Failure::Sync(Arc::new(e)))
+            }
+            Err(_) => Err(Failure::Unavailable(super::Fault::reopening())),
+        };
+        if let Err(f) = &outcome {
+            let e = StoreError::from(f.clone());
+            tracing::error!(error = %e, waiters = batch.len(), "store sync failed");
+            inner.note_failure(&e);
+        }
+        answer(&mut batch, counters, &outcome);
+    }
+}
+
+/// Answers every request of `batch` with `outcome`.
+fn answer(batch: &mut Vec<Reply>, counters: &Counters, outcome: &Outcome) {
+    counters
+        .requests
+        .fetch_add(batch.len() as u64, Ordering::AcqRel);
+    for reply in batch.drain(..) {
+        // A waiter that gave up (dropped its future) is not an error.
+        let _ = reply.send(outcome.clone());
+    }
+}
+
+/// Periodic check of a healthy store: fjall refuses `persist` once poisoned (by any writer),
+/// and commands refused after a write are withdrawn here.
+fn check(inner: &Inner) {
+    let Ok(engine) = inner.engine() else { return };
+    let probe = engine
+        .db
+        .persist(PersistMode::Buffer)
+        .map_err(|source| StoreError::Fjall {
+            context: "probing the journal",
+            source,
+        });
+    let outcome = probe.and_then(|()| inner.withdraw_pending(&engine));
+    if let Err(e) = outcome {
+        inner.note_failure(&e);
+    }
+}
+
+/// Why a sync failed, shared by every waiter of the batch.
+#[derive(Clone, Debug)]
+enum Failure {
+    /// The fsync (or the buffer flush before it) failed.
+    Sync(Arc<fjall::Error>),
+    /// The store is failed or reopening.
+    Unavailable(super::Fault),
+}
+
+impl From<Failure> for StoreError {
+    fn from(f: Failure) -> StoreError {
+        match f {
+            Failure::Sync(e) => StoreError::Sync(e),
+            Failure::Unavailable(fault) => StoreError::Unavailable(fault),
         }
     }
 }
@@ -147,21 +244,37 @@ fn run(db: &Database, rx: &Receiver<Reply>, counters: &Counters, mut syncer: Jou
 #[derive(Debug)]
 pub struct SyncWaiter {
     state: WaiterState,
+    /// The epoch the writes went to; another one synced means they may be lost.
+    expect: Option<u64>,
 }
 
 #[derive(Debug)]
 enum WaiterState {
-    Pending(oneshot::Receiver<Result<(), StoreError>>),
+    Pending(oneshot::Receiver<Outcome>),
     Done(Option<StoreError>),
+}
+
+impl SyncWaiter {
+    /// A waiter that fails with `e` at once.
+    pub(crate) fn failed(e: StoreError) -> SyncWaiter {
+        SyncWaiter {
+            state: WaiterState::Done(Some(e)),
+            expect: None,
+        }
+    }
 }
 
 impl Future for SyncWaiter {
     type Output = Result<(), StoreError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let expect = self.expect;
         match &mut self.state {
             WaiterState::Pending(rx) => match Pin::new(rx).poll(cx) {
-                Poll::Ready(Ok(outcome)) => Poll::Ready(outcome),
+                Poll::Ready(Ok(Ok(epoch))) if expect.is_some_and(|e| e != epoch) => {
+                    Poll::Ready(Err(StoreError::Reopened))
+                }
+                Poll::Ready(Ok(outcome)) => Poll::Ready(outcome.map(|_| ()).map_err(Into::into)),
                 Poll::Ready(Err(oneshot::Canceled)) => Poll::Ready(Err(StoreError::CommitterGone)),
                 Poll::Pending => Poll::Pending,
             },
@@ -324,19 +437,20 @@ mod tests {
     #[test]
     fn waiters_queued_before_the_thread_runs_share_one_fsync() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::builder(dir.path())
-            .worker_threads(1)
-            .open()
-            .unwrap();
         let (open_gate, gate) = crossbeam_channel::bounded::<()>(0);
-        let committer = Committer::spawn(db, dir.path(), Some(gate)).unwrap();
-        let waiters: Vec<SyncWaiter> = (0..200).map(|_| committer.request()).collect();
-        assert_eq!(committer.queued(), 200);
+        let store = crate::store::Store::open_inner(
+            dir.path(),
+            &crate::store::StoreOptions::default(),
+            Some(gate),
+        )
+        .unwrap();
+        let waiters: Vec<SyncWaiter> = (0..200).map(|_| store.sync()).collect();
+        assert_eq!(store.committer.queued(), 200);
         drop(open_gate);
         for w in waiters {
             futures_lite::future::block_on(w).unwrap();
         }
-        let (fsyncs, requests) = committer.stats();
+        let (fsyncs, requests) = store.commit_stats();
         assert_eq!(requests, 200);
         assert!(fsyncs < requests, "fsyncs={fsyncs} requests={requests}");
     }
@@ -344,13 +458,19 @@ mod tests {
     #[test]
     fn request_after_thread_is_gone_fails_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::builder(dir.path())
-            .worker_threads(1)
-            .open()
-            .unwrap();
-        let mut committer = Committer::spawn(db, dir.path(), None).unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let mut committer = Committer::spawn(Arc::clone(&store.inner), None).unwrap();
         drop(committer.tx.take());
-        let r = futures_lite::future::block_on(committer.request());
+        let r = futures_lite::future::block_on(committer.request(None));
         assert!(matches!(r, Err(StoreError::CommitterGone)));
+    }
+
+    #[test]
+    fn a_sync_of_another_epoch_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        futures_lite::future::block_on(store.sync_epoch(1)).unwrap();
+        let r = futures_lite::future::block_on(store.sync_epoch(7));
+        assert!(matches!(r, Err(StoreError::Reopened)), "{r:?}");
     }
 }

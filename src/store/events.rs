@@ -88,6 +88,18 @@ impl EventLog {
             next: Mutex::new(next),
         })
     }
+
+    /// After a reopen: continues after the last stored event, never reusing a seq handed out
+    /// before (an event written but lost with the failed database keeps its seq).
+    pub(crate) fn resync(&self, events: &Keyspace) -> Result<(), StoreError> {
+        let recovered = Self::recover(events)?
+            .next
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        *next = (*next).max(recovered);
+        Ok(())
+    }
 }
 
 /// A [`StoredEvent`] without its seq, borrowed, as encoded before the seq is known.
@@ -152,7 +164,8 @@ impl Store {
                 codec::encode(WHAT, &fields)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ks = &self.inner.ks.events;
+        let engine = self.engine()?;
+        let ks = &engine.ks.events;
         let mut next = self
             .inner
             .events
@@ -160,7 +173,7 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let first = *next;
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         let mut seq = first;
         for fields in encoded {
             batch.insert(ks, seq.to_be_bytes(), with_seq(seq, &fields));
@@ -240,7 +253,8 @@ impl Store {
         if limit == 0 {
             return Ok(last);
         }
-        let events = &self.inner.ks.events;
+        let engine = self.engine()?;
+        let events = &engine.ks.events;
         for guard in events.range(range).take(limit.min(MAX_EVENTS_PAGE)) {
             let (key, value) = guard.into_inner().ctx("reading events")?;
             last = seq_of(&key)?;
@@ -263,12 +277,13 @@ impl Store {
     /// Storage error.
     pub fn trim_events(&self, keep_last: u64) -> Result<usize, StoreError> {
         let cutoff = self.last_event_seq().saturating_sub(keep_last.max(1));
-        let events = &self.inner.ks.events;
+        let engine = self.engine()?;
+        let events = &engine.ks.events;
         let end = Bound::Included(cutoff.to_be_bytes());
         let mut start: Bound<[u8; 8]> = Bound::Unbounded;
         let mut removed = 0;
         loop {
-            let mut batch = self.inner.db.batch();
+            let mut batch = engine.db.batch();
             let mut last = None;
             for guard in events.range((start, end)).take(TRIM_CHUNK) {
                 let key = guard.key().ctx("reading events")?;

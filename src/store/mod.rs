@@ -9,23 +9,37 @@
 //! Read-modify-write operations on one record (replace an agent, update `last_seen`, revoke,
 //! take a registration) are serialized by a small array of striped mutexes held only across
 //! the read and the buffered write, never across an fsync.
+//!
+//! **Failures** (see [`health`] and [`recovery`]). fjall poisons its database on the first
+//! failed journal write, flush or compaction (a full disk, an IO error): every later write is
+//! refused, for good, while reads keep working. The store then reports itself failed
+//! ([`Store::fault`], [`StoreError::Unavailable`]), keeps serving reads from the poisoned
+//! database, and its committer thread reopens the database once the data directory has space
+//! again: the old database is closed, the journal replayed, commands whose enqueue was refused
+//! are withdrawn (a refused write can still reach the journal when fjall closes), and the new
+//! database replaces the old one. An enqueue that fails, or whose sync fails, is refused and never
+//! delivered; one answered durable stays durable across the reopen.
 
 mod agents;
 mod channels;
 pub mod codec;
 mod commit;
 mod events;
+pub mod health;
 mod queue;
+mod recovery;
 mod registrations;
 
 pub use agents::{AgentRecord, MAX_LIST_LIMIT, MAX_UIDS_PER_HOST};
 pub use channels::{ChannelRecord, MAX_CHANNELS_LISTED, TOUCH_INTERVAL_S};
 pub use commit::SyncWaiter;
 pub use events::{channel_matches, EventScan, NewEvent, StoredEvent, MAX_EVENTS_PAGE};
+pub use health::{free_bytes, Fault};
 pub use queue::{
     Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT,
     MAX_BATCH_BYTES, MAX_ERROR_LEN, MAX_SWEEP,
 };
+pub use recovery::RECOVERY_MIN_FREE;
 pub use registrations::Registration;
 
 /// Memtable size per keyspace: bounds the memory the store holds between flushes.
@@ -35,7 +49,10 @@ use commit::Committer;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use std::{
     path::{Path, PathBuf},
-    sync::{atomic::AtomicU64, Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError, RwLock,
+    },
 };
 
 /// Errors of the store. Who is at fault: `InvalidKey`/`TooLarge` are the caller's (input that
@@ -111,6 +128,50 @@ pub enum StoreError {
     /// The committer thread could not be started.
     #[error("cannot start the store's committer thread: {0}")]
     SpawnCommitter(#[source] std::io::Error),
+    /// The store is failed (a write or sync failed: full disk, IO error) and refuses writes
+    /// until it has reopened, or it is reopening right now (reads refused too, briefly).
+    #[error("storage unavailable: {0}")]
+    Unavailable(Fault),
+    /// The data directory has less free space than the configured reserve
+    /// ([`StoreOptions::min_free_bytes`]); nothing was written.
+    #[error("storage full: {free} bytes free on the data directory, {reserve} required")]
+    DiskFull {
+        /// Bytes available to the gateway.
+        free: u64,
+        /// The reserve.
+        reserve: u64,
+    },
+    /// The store reopened between a write and its sync: the write may not have survived.
+    #[error("the store reopened before the write was synced; it may be lost")]
+    Reopened,
+}
+
+impl StoreError {
+    /// Whether the error comes from a full file system (ENOSPC, EDQUOT, the free-space reserve,
+    /// or a store failed for that reason).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::DiskFull { .. } => true,
+            Self::Unavailable(fault) => fault.disk_full,
+            Self::Fjall { source, .. } => health::fjall_disk_full(source),
+            Self::Sync(source) => health::fjall_disk_full(source),
+            _ => false,
+        }
+    }
+
+    /// Whether the error is a storage fault (IO, a poisoned or unavailable store, a lost sync)
+    /// rather than bad input or damaged records: the operation may succeed later as is.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            Self::Fjall { source, .. } => health::fjall_is_fault(source),
+            Self::Sync(_)
+            | Self::CommitterGone
+            | Self::Unavailable(_)
+            | Self::DiskFull { .. }
+            | Self::Reopened => true,
+            _ => false,
+        }
+    }
 }
 
 /// Adds context to fjall results.
@@ -133,6 +194,12 @@ pub struct StoreOptions {
     pub worker_threads: usize,
     /// Block cache, in bytes. Default = 32 MiB.
     pub cache_bytes: u64,
+    /// Free space the data directory keeps (bytes, `STORE_MIN_FREE`): below it
+    /// [`Store::check_writable`] refuses new commands with [`StoreError::DiskFull`] before
+    /// anything is written, so fjall keeps room for its journal, flushes and the agents' own
+    /// writes; and a failed store reopens only once this much (at least [`RECOVERY_MIN_FREE`])
+    /// is free. 0 turns the admission check off. Default = 64 MiB.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -140,6 +207,7 @@ impl Default for StoreOptions {
         Self {
             worker_threads: 1,
             cache_bytes: 32 * 1024 * 1024,
+            min_free_bytes: 64 << 20,
         }
     }
 }
@@ -165,23 +233,108 @@ pub struct Keyspaces {
     pub events: Keyspace,
 }
 
+/// One open fjall database and its keyspaces. Replaced as a whole when the store reopens after a
+/// failure; an operation takes one engine at its start and works on it to the end, so it never
+/// mixes two databases.
+pub(crate) struct Engine {
+    /// Generation: 1 at open, one more per reopen.
+    pub(crate) epoch: u64,
+    /// The database (write batches across keyspaces).
+    pub(crate) db: Database,
+    /// Its keyspaces.
+    pub(crate) ks: Keyspaces,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database in `dir` and its keyspaces.
+    fn open(dir: &Path, options: &StoreOptions, epoch: u64) -> Result<Engine, StoreError> {
+        let db = Database::builder(dir)
+            .worker_threads(options.worker_threads.max(1))
+            .cache_size(options.cache_bytes)
+            .open()
+            .ctx("opening the database")?;
+        let open = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
+            .ctx("opening a keyspace")
+        };
+        let ks = Keyspaces {
+            agents: open("agents")?,
+            agents_by_host: open("agents_by_host")?,
+            registrations: open("registrations")?,
+            queue: open("queue")?,
+            messages: open("messages")?,
+            channels: open("channels")?,
+            events: open("events")?,
+        };
+        Ok(Engine { epoch, db, ks })
+    }
+}
+
 /// The gateway's persistent state. Cheap to clone; all clones share one database.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Dropped after `inner`: its `Drop` joins the committer thread, which holds the other
+    /// reference to `inner` and so, at the end, the last database handle.
+    committer: Arc<Committer>,
 }
 
-struct Inner {
-    db: Database,
-    ks: Keyspaces,
+/// The state shared by every clone and by the committer thread.
+pub(crate) struct Inner {
+    dir: PathBuf,
+    options: StoreOptions,
+    /// The open database; `None` while the store reopens.
+    engine: RwLock<Option<Arc<Engine>>>,
+    /// Epoch of the last engine opened.
+    epoch: AtomicU64,
+    /// Failed or not, and why.
+    health: health::Health,
+    /// Commands refused after (part of) their write reached fjall: hidden from delivery and
+    /// removed from the store as soon as it accepts writes (see `queue::withdraw`).
+    withdrawals: queue::Withdrawals,
     locks: KeyLocks,
     agent_count: AtomicU64,
     /// Per-agent queue state (next seq, depth) and the per-agent lock of queue and channels.
     queues: queue::QueueState,
     /// The global event seq.
     events: events::EventLog,
-    /// Dropped last: joins the committer thread, which holds the last other database handle.
-    committer: Committer,
+}
+
+impl Inner {
+    /// The current engine, or [`StoreError::Unavailable`] while the store reopens.
+    pub(crate) fn engine(&self) -> Result<Arc<Engine>, StoreError> {
+        let slot = self.engine.read().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(engine) => Ok(Arc::clone(engine)),
+            None => Err(StoreError::Unavailable(
+                self.health.fault().unwrap_or_else(Fault::reopening),
+            )),
+        }
+    }
+
+    /// Marks the store failed when `err` is a storage fault (not one of its consequences:
+    /// an unavailable store, the reserve, a reopen race). Returns whether it was.
+    pub(crate) fn note_failure(&self, err: &StoreError) -> bool {
+        let consequence = matches!(
+            err,
+            StoreError::Unavailable(_)
+                | StoreError::DiskFull { .. }
+                | StoreError::Reopened
+                | StoreError::CommitterGone
+        );
+        if consequence || !err.is_fault() {
+            return false;
+        }
+        let low_space = free_bytes(&self.dir)
+            .is_ok_and(|free| free < self.options.min_free_bytes.max(RECOVERY_MIN_FREE));
+        self.health.fail(Fault {
+            disk_full: err.is_disk_full() || low_space,
+            cause: err.to_string(),
+        });
+        true
+    }
 }
 
 impl Store {
@@ -211,71 +364,113 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db = Database::builder(dir)
-            .worker_threads(options.worker_threads.max(1))
-            .cache_size(options.cache_bytes)
-            .open()
-            .ctx("opening the database")?;
-        let open = |name: &str| {
-            db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
-            })
-            .ctx("opening a keyspace")
-        };
-        let ks = Keyspaces {
-            agents: open("agents")?,
-            agents_by_host: open("agents_by_host")?,
-            registrations: open("registrations")?,
-            queue: open("queue")?,
-            messages: open("messages")?,
-            channels: open("channels")?,
-            events: open("events")?,
-        };
-        let agent_count = ks.agents.len().ctx("counting agents")? as u64;
-        let events = events::EventLog::recover(&ks.events)?;
-        let committer = Committer::spawn(db.clone(), dir, gate)?;
+        let engine = Engine::open(dir, options, 1)?;
+        let agent_count = engine.ks.agents.len().ctx("counting agents")? as u64;
+        let events = events::EventLog::recover(&engine.ks.events)?;
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            options: options.clone(),
+            engine: RwLock::new(Some(Arc::new(engine))),
+            epoch: AtomicU64::new(1),
+            health: health::Health::default(),
+            withdrawals: queue::Withdrawals::default(),
+            locks: KeyLocks::new(),
+            agent_count: AtomicU64::new(agent_count),
+            queues: queue::QueueState::new(),
+            events,
+        });
+        let committer = Committer::spawn(Arc::clone(&inner), gate)?;
+        metrics::gauge!(crate::metrics::STORE_AVAILABLE).set(1.0);
         Ok(Store {
-            inner: Arc::new(Inner {
-                db,
-                ks,
-                locks: KeyLocks::new(),
-                agent_count: AtomicU64::new(agent_count),
-                queues: queue::QueueState::new(),
-                events,
-                committer,
-            }),
+            inner,
+            committer: Arc::new(committer),
         })
+    }
+
+    /// The current engine (see [`Inner::engine`]).
+    fn engine(&self) -> Result<Arc<Engine>, StoreError> {
+        self.inner.engine()
     }
 
     /// Resolves once every write made before this call is durable (journal fsynced).
     /// Concurrent calls share one fsync, which runs on the committer thread, never on the
-    /// caller's. The future is `Send` and may be awaited on any executor.
+    /// caller's. The future is `Send` and may be awaited on any executor. It fails if the
+    /// store is failed, or reopens before the sync is served (writes may then be lost).
     pub fn sync(&self) -> SyncWaiter {
-        self.inner.committer.request()
+        match self.engine() {
+            Ok(engine) => self.committer.request(Some(engine.epoch)),
+            Err(e) => SyncWaiter::failed(e),
+        }
+    }
+
+    /// [`Store::sync`] for writes made on the engine of `epoch`.
+    pub(crate) fn sync_epoch(&self, epoch: u64) -> SyncWaiter {
+        self.committer.request(Some(epoch))
     }
 
     /// [`Store::sync`] for non-async callers: blocks the calling thread until durable.
     /// Never call it on an executor thread.
     ///
     /// # Errors
-    /// [`StoreError::Sync`] if the fsync failed, [`StoreError::CommitterGone`] at shutdown.
+    /// [`StoreError::Sync`] if the fsync failed, [`StoreError::CommitterGone`] at shutdown,
+    /// [`StoreError::Unavailable`] / [`StoreError::Reopened`] around a failure.
     pub fn sync_blocking(&self) -> Result<(), StoreError> {
         futures_lite::future::block_on(self.sync())
     }
 
     /// `(fsyncs done, sync requests served)` by the committer since open.
     pub fn commit_stats(&self) -> (u64, u64) {
-        self.inner.committer.stats()
+        self.committer.stats()
     }
 
-    /// Raw keyspace handles, for modules that build on the store.
-    pub fn keyspaces(&self) -> &Keyspaces {
-        &self.inner.ks
+    /// Why the store refuses writes, if it does (a failed write or sync it has not recovered
+    /// from yet). `None` when healthy.
+    pub fn fault(&self) -> Option<Fault> {
+        self.inner.health.fault()
     }
 
-    /// The fjall database (write batches across keyspaces).
-    pub fn database(&self) -> &Database {
-        &self.inner.db
+    /// Times the store reopened after a failure since it was opened.
+    pub fn recoveries(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire).saturating_sub(1)
+    }
+
+    /// Whether a new command may be written now: the store is not failed, and the data
+    /// directory has at least [`StoreOptions::min_free_bytes`] free (not checked when 0 or when
+    /// the free space cannot be read).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when failed, [`StoreError::DiskFull`] below the reserve.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(fault) = self.inner.health.fault() {
+            return Err(StoreError::Unavailable(fault));
+        }
+        let reserve = self.inner.options.min_free_bytes;
+        if reserve > 0 {
+            if let Ok(free) = free_bytes(&self.inner.dir) {
+                if free < reserve {
+                    return Err(StoreError::DiskFull { free, reserve });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the store failed as a failed write would (test support).
+    #[cfg(test)]
+    pub(crate) fn inject_fault(&self, disk_full: bool) {
+        self.inner.health.fail(Fault {
+            disk_full,
+            cause: "injected by a test".into(),
+        });
+    }
+
+    /// Raw keyspace handles of the current engine, for tests and tools. Holding them across
+    /// a reopen delays it (fjall keeps the old database open while a handle lives).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] while the store reopens.
+    pub fn keyspaces(&self) -> Result<Keyspaces, StoreError> {
+        Ok(self.engine()?.ks.clone())
     }
 }
 
@@ -313,5 +508,7 @@ impl KeyLocks {
 
 pub use crate::crypto::{hash_token, token_matches};
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;

@@ -22,8 +22,10 @@ mod state;
 mod sweep;
 #[cfg(test)]
 mod tests;
+mod withdraw;
 
 pub(crate) use state::QueueState;
+pub(crate) use withdraw::Withdrawals;
 
 use super::{codec, Keyspaces, StoreError};
 use fjall::OwnedWriteBatch as WriteBatch;

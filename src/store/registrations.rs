@@ -64,7 +64,7 @@ impl Store {
             .inner
             .locks
             .lock(LockDomain::Registration, &reg.registration_id);
-        self.inner
+        self.engine()?
             .ks
             .registrations
             .insert(reg.registration_id.as_bytes(), value)
@@ -81,7 +81,7 @@ impl Store {
             return Ok(None);
         }
         let bytes = self
-            .inner
+            .engine()?
             .ks
             .registrations
             .get(id)
@@ -100,7 +100,8 @@ impl Store {
             return Ok(false);
         }
         let _guard = self.inner.locks.lock(LockDomain::Registration, id);
-        let ks = &self.inner.ks.registrations;
+        let engine = self.engine()?;
+        let ks = &engine.ks.registrations;
         if !ks.contains_key(id).ctx("reading a registration")? {
             return Ok(false);
         }
@@ -126,7 +127,7 @@ impl Store {
         let _guard = self.inner.locks.lock(LockDomain::Registration, id);
         match self.get_registration(id)? {
             Some(reg) if reg.conn_id == conn_id => {
-                self.inner
+                self.engine()?
                     .ks
                     .registrations
                     .remove(id.as_bytes())
@@ -143,7 +144,8 @@ impl Store {
     /// # Errors
     /// Storage error.
     pub fn purge_expired_registrations(&self, now: i64) -> Result<usize, StoreError> {
-        let ks = &self.inner.ks.registrations;
+        let engine = self.engine()?;
+        let ks = &engine.ks.registrations;
         let mut removed = 0;
         let mut cursor: Option<Vec<u8>> = None;
         loop {

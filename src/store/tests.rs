@@ -203,19 +203,25 @@ fn purge_handles_more_than_one_chunk_and_corrupt_records() {
         .unwrap();
     store
         .keyspaces()
+        .unwrap()
         .registrations
         .insert("r-junk", "{not json")
         .unwrap();
     let expected = registrations::PURGE_CHUNK + 11;
     assert_eq!(store.purge_expired_registrations(now).unwrap(), expected);
-    assert_eq!(store.keyspaces().registrations.len().unwrap(), 1);
+    assert_eq!(store.keyspaces().unwrap().registrations.len().unwrap(), 1);
     assert!(store.get_registration("r-keep").unwrap().is_some());
 }
 
 #[test]
 fn corrupt_agent_record_is_an_error_not_a_panic() {
     let (_dir, store) = open();
-    store.keyspaces().agents.insert("uid-x", "[1,2").unwrap();
+    store
+        .keyspaces()
+        .unwrap()
+        .agents
+        .insert("uid-x", "[1,2")
+        .unwrap();
     assert!(matches!(
         store.get_agent("uid-x"),
         Err(StoreError::Decode { what: "agent", .. })
@@ -223,7 +229,12 @@ fn corrupt_agent_record_is_an_error_not_a_panic() {
     assert!(store.list_agents(None, 10).is_err());
     // Revocation still removes it.
     assert_eq!(store.remove_agent("uid-x").unwrap(), None);
-    assert!(!store.keyspaces().agents.contains_key("uid-x").unwrap());
+    assert!(!store
+        .keyspaces()
+        .unwrap()
+        .agents
+        .contains_key("uid-x")
+        .unwrap());
     assert_eq!(store.agent_count(), 0);
 }
 
@@ -292,7 +303,7 @@ fn concurrent_waiters_from_several_threads_share_fsyncs() {
         })
         .collect();
     // Wait (no timing assertion) until all 200 requests are queued, then let the thread run.
-    while store.inner.committer.queued() < 200 {
+    while store.committer.queued() < 200 {
         std::thread::yield_now();
     }
     drop(open_gate);

@@ -56,3 +56,30 @@ pub fn options(gw: &Gateway, scenario: Scenario) -> Options {
     o.progress = false;
     o
 }
+
+/// The gateway binary for `--spawn-gateway`: `aegis-gateway` of this test's build profile
+/// (`target/<profile>/`, next to the `deps/` directory holding the test), else of the other one.
+/// `cargo test --workspace` builds it; alone, build it first (`cargo build -p aegis-gateway`).
+pub fn gateway_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let mut candidates = vec![profile_dir.join("aegis-gateway")];
+    if let Some(target) = profile_dir.parent() {
+        for other in ["debug", "release"] {
+            candidates.push(target.join(other).join("aegis-gateway"));
+        }
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no aegis-gateway binary in {candidates:?}: build it first \
+                 (cargo build -p aegis-gateway)"
+            )
+        })
+}

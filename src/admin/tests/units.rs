@@ -259,3 +259,31 @@ fn sse_frames() {
         "event: error\ndata: {\"error\":\"internal\",\"message\":\"x\"}\n\n"
     );
 }
+
+#[test]
+fn storage_errors_are_documented_and_framed() {
+    let doc = crate::admin::openapi::document();
+    let send = &doc["paths"]["/api/v1/agents/{id}/send"]["post"]["responses"];
+    let broadcast = &doc["paths"]["/api/v1/agents/broadcast"]["post"]["responses"];
+    for status in ["503", "507"] {
+        assert!(send[status].is_object(), "send documents {status}");
+        assert!(
+            broadcast[status].is_object(),
+            "broadcast documents {status}"
+        );
+    }
+    let e = ApiError::insufficient_storage("disk full");
+    assert_eq!((e.status, e.error), (507, "insufficient_storage"));
+    assert_eq!(
+        e.body(),
+        json!({"error": "insufficient_storage", "message": "disk full"})
+    );
+    let e = ApiError::storage_unavailable("reopening");
+    assert_eq!((e.status, e.error), (503, "storage_unavailable"));
+    let bytes = Response::json(507, &e.body()).to_bytes(false);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.starts_with("HTTP/1.1 507 Insufficient Storage\r\n"),
+        "{text}"
+    );
+}

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::store::{
     codec::{self, check_key_part, valid_key_part},
-    FjallContext, Store, StoreError,
+    Engine, FjallContext, Store, StoreError,
 };
 use fjall::OwnedWriteBatch as WriteBatch;
 use std::{
@@ -32,12 +32,36 @@ impl Store {
         now: i64,
         max_queue: usize,
     ) -> Result<QueuedMessage, QueueError> {
+        let engine = self.engine()?;
+        self.enqueue_on(&engine, agent_uid, msg, now, max_queue)
+    }
+
+    /// [`Store::enqueue`] on `engine`. A failed commit marks the store failed and withdraws
+    /// the record (its bytes may still reach the journal).
+    pub(super) fn enqueue_on(
+        &self,
+        engine: &Engine,
+        agent_uid: &str,
+        msg: &NewMessage,
+        now: i64,
+        max_queue: usize,
+    ) -> Result<QueuedMessage, QueueError> {
         let mut stripe = self.inner.queues.lock(agent_uid);
-        let mut batch = self.inner.db.batch();
-        let (record, _) =
-            self.stage_enqueue(&mut stripe, &mut batch, agent_uid, msg, now, max_queue)?;
+        let mut batch = engine.db.batch();
+        let (record, _) = self.stage_enqueue(
+            engine,
+            &mut stripe,
+            &mut batch,
+            agent_uid,
+            msg,
+            now,
+            max_queue,
+        )?;
         if let Err(e) = batch.commit().ctx("enqueueing a message") {
             undo_depth(&mut stripe, agent_uid);
+            drop(stripe);
+            self.inner.note_failure(&e);
+            self.withdraw(std::slice::from_ref(&record));
             return Err(e.into());
         }
         Ok(record)
@@ -69,15 +93,37 @@ impl Store {
         max_queue: usize,
         max_batch_bytes: usize,
     ) -> Vec<Result<QueuedMessage, QueueError>> {
+        match self.engine() {
+            Ok(engine) => self.enqueue_chunked_on(&engine, items, now, max_queue, max_batch_bytes),
+            Err(e) => {
+                let shared = Arc::new(e);
+                items
+                    .iter()
+                    .map(|_| Err(QueueError::Store(Arc::clone(&shared))))
+                    .collect()
+            }
+        }
+    }
+
+    /// [`Store::enqueue_chunked`] on `engine`.
+    pub(super) fn enqueue_chunked_on(
+        &self,
+        engine: &Engine,
+        items: &[(String, NewMessage)],
+        now: i64,
+        max_queue: usize,
+        max_batch_bytes: usize,
+    ) -> Vec<Result<QueuedMessage, QueueError>> {
         let mut stripes = self
             .inner
             .queues
             .lock_many(items.iter().map(|(uid, _)| uid.as_str()));
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         let mut batch_bytes = 0;
         let mut chunk_start = 0;
         let mut seen = HashSet::with_capacity(items.len());
         let mut results = Vec::with_capacity(items.len());
+        let mut refused = Vec::new();
         for (i, (uid, msg)) in items.iter().enumerate() {
             let result = match stripes.get_mut(&QueueState::stripe_of(uid)) {
                 Some(stripe) => {
@@ -87,7 +133,7 @@ impl Store {
                     {
                         Err(QueueError::Duplicate)
                     } else {
-                        self.stage_enqueue(stripe, &mut batch, uid, msg, now, max_queue)
+                        self.stage_enqueue(engine, stripe, &mut batch, uid, msg, now, max_queue)
                     }
                 }
                 // Unreachable: lock_many locked the stripe of every item.
@@ -103,22 +149,35 @@ impl Store {
                 record
             }));
             if batch_bytes >= max_batch_bytes {
-                let full = std::mem::replace(&mut batch, self.inner.db.batch());
+                let full = std::mem::replace(&mut batch, engine.db.batch());
                 let done = i + 1;
                 let chunk = results.get_mut(chunk_start..).unwrap_or_default();
-                commit_chunk(full, chunk, items.get(chunk_start..done), &mut stripes);
+                if let Err(failed) =
+                    commit_chunk(full, chunk, items.get(chunk_start..done), &mut stripes)
+                {
+                    refused.push(failed);
+                }
                 (chunk_start, batch_bytes) = (done, 0);
             }
         }
         let chunk = results.get_mut(chunk_start..).unwrap_or_default();
-        commit_chunk(batch, chunk, items.get(chunk_start..), &mut stripes);
+        if let Err(failed) = commit_chunk(batch, chunk, items.get(chunk_start..), &mut stripes) {
+            refused.push(failed);
+        }
+        drop(stripes);
+        for (e, records) in refused {
+            self.inner.note_failure(&e);
+            self.withdraw(&records);
+        }
         results
     }
 
     /// Checks and stages one enqueue; counts it in the agent's depth (undone by the caller if
     /// the batch fails). Returns the record and its encoded size.
+    #[allow(clippy::too_many_arguments)]
     fn stage_enqueue(
         &self,
+        engine: &Engine,
         stripe: &mut Stripe,
         batch: &mut WriteBatch,
         uid: &str,
@@ -128,7 +187,7 @@ impl Store {
     ) -> Result<(QueuedMessage, usize), QueueError> {
         check_key_part("agent_uid", uid)?;
         check_key_part("message_id", &msg.message_id)?;
-        let ks = &self.inner.ks;
+        let ks = &engine.ks;
         let entry = state::entry(stripe, ks, uid)?;
         if entry.depth >= max_queue {
             return Err(QueueError::Full { depth: entry.depth });
@@ -187,11 +246,13 @@ impl Store {
         if !valid_key_part(agent_uid) || limit == 0 {
             return Ok(Vec::new());
         }
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
+        let refused = self.inner.withdrawals.seqs_of(agent_uid);
         let mut stripe = self.inner.queues.lock(agent_uid);
         state::entry(&mut stripe, ks, agent_uid)?;
         let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         let mut expired = 0;
         for guard in ks.queue.prefix(keys::queue_prefix(agent_uid)) {
             let (key, value) = guard.into_inner().ctx("reading an agent's queue")?;
@@ -202,6 +263,9 @@ impl Store {
                     continue;
                 }
             };
+            if refused.contains(&msg.seq) {
+                continue; // refused by the API: never delivered (see `withdraw`)
+            }
             if msg.is_expired(now) {
                 stage_final(&mut batch, ks, msg, MessageStatus::Expired, None, now)?;
                 expired += 1;
@@ -273,7 +337,8 @@ impl Store {
             return Ok(false);
         }
         let mkey = keys::message_key(message_id, agent_uid);
-        let Some(value) = self.inner.ks.messages.get(&mkey).ctx("reading a message")? else {
+        let engine = self.engine()?;
+        let Some(value) = engine.ks.messages.get(&mkey).ctx("reading a message")? else {
             return Ok(false);
         };
         let Some((&keys::PENDING_TAG, qkey)) = value.split_first() else {
@@ -282,6 +347,7 @@ impl Store {
         let (_, seq) = keys::parse_queue_key(qkey)?;
         // The record may change before update_pending locks the agent: it re-reads it and
         // checks that it still is this message.
+        drop(engine);
         let done = self.update_pending(agent_uid, seq, now, |msg| {
             if msg.message_id == message_id {
                 Change::Final(msg, MessageStatus::Delivered, None)
@@ -335,8 +401,9 @@ impl Store {
         if !valid_key_part(agent_uid) {
             return Ok(0);
         }
+        let engine = self.engine()?;
         let mut stripe = self.inner.queues.lock(agent_uid);
-        Ok(state::entry(&mut stripe, &self.inner.ks, agent_uid)?.depth)
+        Ok(state::entry(&mut stripe, &engine.ks, agent_uid)?.depth)
     }
 
     /// Reads pending record `seq` of the agent under its lock and applies `change`. Returns the
@@ -351,7 +418,8 @@ impl Store {
         if !valid_key_part(agent_uid) {
             return Ok(None);
         }
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
         let qkey = keys::queue_key(agent_uid, seq);
         let mut stripe = self.inner.queues.lock(agent_uid);
         let Some(value) = ks.queue.get(&qkey).ctx("reading a queued message")? else {
@@ -369,7 +437,7 @@ impl Store {
             }
             Change::Final(msg, status, error) => {
                 state::entry(&mut stripe, ks, agent_uid)?;
-                let mut batch = self.inner.db.batch();
+                let mut batch = engine.db.batch();
                 let done = stage_final(&mut batch, ks, msg, status, error, now)?;
                 batch.commit().ctx("finishing a queued message")?;
                 undo_depth(&mut stripe, agent_uid);
@@ -380,25 +448,29 @@ impl Store {
 }
 
 /// Commits one batch of [`Store::enqueue_many`]; on failure, every accepted item of the chunk
-/// becomes the shared error and leaves its agent's depth.
+/// becomes the shared error and leaves its agent's depth, and its record is returned (to be
+/// withdrawn: part of the batch may still reach the journal) with the error.
 fn commit_chunk(
     batch: WriteBatch,
     results: &mut [Result<QueuedMessage, QueueError>],
     items: Option<&[(String, NewMessage)]>,
     stripes: &mut BTreeMap<usize, MutexGuard<'_, Stripe>>,
-) {
+) -> Result<(), (Arc<StoreError>, Vec<QueuedMessage>)> {
     let Err(e) = batch.commit().ctx("enqueueing a broadcast") else {
-        return;
+        return Ok(());
     };
     let shared = Arc::new(e);
+    let mut refused = Vec::new();
     for (result, (uid, _)) in results.iter_mut().zip(items.unwrap_or_default()) {
         if result.is_ok() {
             if let Some(stripe) = stripes.get_mut(&QueueState::stripe_of(uid)) {
                 undo_depth(stripe, uid);
             }
-            *result = Err(QueueError::Store(Arc::clone(&shared)));
+            let failed = std::mem::replace(result, Err(QueueError::Store(Arc::clone(&shared))));
+            refused.extend(failed.ok());
         }
     }
+    Err((shared, refused))
 }
 
 /// What [`Store::update_pending`] does with a record.

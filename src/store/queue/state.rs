@@ -32,6 +32,9 @@ pub struct AgentQueue {
     pub depth: usize,
     /// Whether the time floor was applied to `next_seq` since open.
     floored: bool,
+    /// Set when the store reopened (or a refused command was withdrawn): `depth` and
+    /// `next_seq` are recounted from disk at the next use, `next_seq` never going back.
+    stale: bool,
 }
 
 impl AgentQueue {
@@ -86,6 +89,15 @@ impl QueueState {
         self.lock_index(Self::stripe_of(uid))
     }
 
+    /// Marks every known agent's state stale (after a reopen: the records may differ).
+    pub fn mark_stale(&self) {
+        for i in 0..STRIPES {
+            for q in self.lock_index(i).values_mut() {
+                q.stale = true;
+            }
+        }
+    }
+
     /// Locks the stripes of all `uids` in ascending order; the map is keyed by stripe index.
     pub fn lock_many<'a, I>(&self, uids: I) -> BTreeMap<usize, MutexGuard<'_, Stripe>>
     where
@@ -103,15 +115,32 @@ impl QueueState {
 
 /// The state of `uid` in its (locked) stripe, recovering it from disk on first use: the
 /// pending count is the number of the uid's keys in `queue` (O(k), once), the next seq is one
-/// past the last key (and at least the time floor, see [`AgentQueue::take_seq`]).
+/// past the last key (and at least the time floor, see [`AgentQueue::take_seq`]). A stale
+/// state is recounted the same way, keeping the larger next seq.
 pub fn entry<'s>(
     stripe: &'s mut Stripe,
     ks: &Keyspaces,
     uid: &str,
 ) -> Result<&'s mut AgentQueue, StoreError> {
     match stripe.entry(uid.to_owned()) {
-        Entry::Occupied(o) => Ok(o.into_mut()),
+        Entry::Occupied(o) => {
+            let q = o.into_mut();
+            if q.stale {
+                let fresh = recover(ks, uid)?;
+                q.depth = fresh.depth;
+                q.next_seq = q.next_seq.max(fresh.next_seq);
+                q.stale = false;
+            }
+            Ok(q)
+        }
         Entry::Vacant(v) => Ok(v.insert(recover(ks, uid)?)),
+    }
+}
+
+/// Marks the state of `uid` in its (locked) stripe stale, if known.
+pub fn mark_stale(stripe: &mut Stripe, uid: &str) {
+    if let Some(q) = stripe.get_mut(uid) {
+        q.stale = true;
     }
 }
 
@@ -133,6 +162,7 @@ fn recover(ks: &Keyspaces, uid: &str) -> Result<AgentQueue, StoreError> {
         next_seq: last.map_or(0, |s| s.saturating_add(1)),
         depth,
         floored: false,
+        stale: false,
     })
 }
 
@@ -154,11 +184,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_state_is_recounted_and_its_seq_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let ks = store.keyspaces().unwrap();
+        let mut stripe = Stripe::new();
+        let q = entry(&mut stripe, &ks, "u").unwrap();
+        (q.next_seq, q.depth) = (500, 3);
+        mark_stale(&mut stripe, "u");
+        let q = entry(&mut stripe, &ks, "u").unwrap();
+        assert_eq!((q.next_seq, q.depth, q.stale), (500, 0, false));
+    }
+
+    #[test]
     fn seq_floor_applies_once_and_never_goes_back() {
         let mut q = AgentQueue {
             next_seq: 7,
             depth: 0,
             floored: false,
+            stale: false,
         };
         assert_eq!(q.take_seq(0), 7);
         assert_eq!(q.take_seq(1_000), 8, "floor only at the first take");
@@ -166,6 +210,7 @@ mod tests {
             next_seq: 7,
             depth: 0,
             floored: false,
+            stale: false,
         };
         let first = q.take_seq(1_700_000_000);
         assert_eq!(first, 1_700_000_000 << SEQ_TIME_SHIFT);

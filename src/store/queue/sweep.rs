@@ -17,10 +17,11 @@ impl Store {
         if !valid_key_part(agent_uid) {
             return Ok(0);
         }
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
         let mut stripe = self.inner.queues.lock(agent_uid);
         state::entry(&mut stripe, ks, agent_uid)?;
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         let mut revoked = 0;
         for guard in ks.queue.prefix(keys::queue_prefix(agent_uid)) {
             let (key, value) = guard.into_inner().ctx("reading an agent's queue")?;
@@ -50,7 +51,8 @@ impl Store {
     /// # Errors
     /// Storage error.
     pub fn expire_due(&self, now: i64, limit: usize) -> Result<usize, StoreError> {
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
         let range = (
             Bound::Included(vec![0u8]),
             Bound::Excluded(keys::expiry_end(now)),
@@ -76,7 +78,7 @@ impl Store {
             .inner
             .queues
             .lock_many(due.iter().filter_map(|(_, uid)| uid.as_deref()));
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         let mut gone = Vec::new();
         let mut expired = 0;
         for (ekey, uid) in &due {
@@ -123,12 +125,13 @@ impl Store {
     /// # Errors
     /// Storage error.
     pub fn purge_terminal(&self, older_than: i64, limit: usize) -> Result<usize, StoreError> {
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
         let range = (
             Bound::Included(vec![0u8]),
             Bound::Excluded(keys::retention_end(older_than)),
         );
-        let mut batch = self.inner.db.batch();
+        let mut batch = engine.db.batch();
         let mut purged = 0;
         // No lock needed: a final record is never rewritten, and an enqueue only writes its
         // key when absent.
@@ -175,7 +178,8 @@ impl Store {
         if !valid_key_part(message_id) {
             return Ok(Vec::new());
         }
-        let ks = &self.inner.ks;
+        let engine = self.engine()?;
+        let ks = &engine.ks;
         let start = match after_uid {
             Some(uid) => Bound::Excluded(keys::message_key(message_id, uid)),
             None => Bound::Included(keys::message_prefix(message_id)),

@@ -364,13 +364,13 @@ fn revoke_queue_finishes_every_pending_command() {
     );
     assert_eq!(store.revoke_queue("u1", NOW + 2).unwrap(), 0);
     // u2's record and its expiry index entry are all that is left in `queue`.
-    assert_eq!(store.keyspaces().queue.len().unwrap(), 2);
+    assert_eq!(store.keyspaces().unwrap().queue.len().unwrap(), 2);
     assert_eq!(store.expire_due(NOW + 7_200, 100).unwrap(), 1);
-    assert!(store.keyspaces().queue.is_empty().unwrap());
+    assert!(store.keyspaces().unwrap().queue.is_empty().unwrap());
     // messages: 6 final records + 6 retention entries.
-    assert_eq!(store.keyspaces().messages.len().unwrap(), 12);
+    assert_eq!(store.keyspaces().unwrap().messages.len().unwrap(), 12);
     assert_eq!(store.purge_terminal(i64::MAX, 100).unwrap(), 6);
-    assert!(store.keyspaces().messages.is_empty().unwrap());
+    assert!(store.keyspaces().unwrap().messages.is_empty().unwrap());
 }
 
 #[test]
