@@ -8,18 +8,19 @@
 pub mod clock;
 pub mod work;
 
+pub use aegis_gateway::floor::{claims, event_body};
+
 use std::sync::Mutex;
 
 use aegis_gateway::crypto::kdf::{derive_v2, Ephemeral, SessionKeys};
 use aegis_gateway::crypto::{self, random, token, SigningKey};
 use aegis_gateway::protocol::agent::Agent;
-use aegis_gateway::protocol::envelope::{self, MsgType};
-use aegis_gateway::protocol::payloads::{b64, decode_b64_exact, AuthRequest, AuthResponse};
+use aegis_gateway::protocol::envelope::MsgType;
+use aegis_gateway::protocol::payloads::b64;
 use aegis_gateway::protocol::replay::NonceCache;
 use aegis_gateway::protocol::session::{Action, Env, KnownAgent, Limits, Profile, Session};
 use aegis_gateway::protocol::upgrade::UpgradeRequest;
 use aegis_gateway::protocol::{frame, sigstr};
-use base64::Engine as _;
 
 /// Unix seconds of every timestamp in the fixtures.
 pub const T0_S: i64 = 1_700_000_000;
@@ -29,18 +30,6 @@ pub const T0_MS: i64 = T0_S * 1000;
 pub const AGENT_ID: &str = "aegis-agent-001";
 /// Batch size of the shard's verify batcher under load (DESIGN.md: up to 64).
 pub const BATCH: usize = 64;
-
-/// A JSON event body of exactly `len` bytes (an eBPF threat report padded in `details`).
-pub fn event_body(len: usize) -> Vec<u8> {
-    let head = r#"{"rule":"exec-untrusted","pid":41327,"comm":"curl","path":"/usr/bin/curl","severity":"high","details":""#;
-    let tail = r#""}"#;
-    let pad = len.saturating_sub(head.len() + tail.len());
-    let mut s = String::with_capacity(len);
-    s.push_str(head);
-    s.extend(std::iter::repeat_n('x', pad));
-    s.push_str(tail);
-    s.into_bytes()
-}
 
 /// Body length giving a ~700-byte v2 envelope on `agent.{uuid}.threats`.
 pub const EVENT_BODY_LEN: usize = 300;
@@ -67,19 +56,6 @@ pub fn v2_signed_string(i: usize) -> Vec<u8> {
         s.len()
     );
     s
-}
-
-/// Session-token claims as the gateway issues them at M1.
-pub fn claims(sub: &str, agent_pk_b64: &str) -> token::Claims {
-    token::Claims {
-        iss: "aegis-gateway".to_string(),
-        sub: sub.to_string(),
-        pk: agent_pk_b64.to_string(),
-        iat: T0_S,
-        exp: T0_S + 86_400,
-        jti: random::token_urlsafe(16),
-        v: 2,
-    }
 }
 
 /// What the gateway holds when a v2 M1 has been parsed and checked (everything but crypto).
@@ -172,62 +148,9 @@ impl HandshakeInput {
 }
 
 /// The gateway side of the v2 handshake done by hand (not through [`Session`]), so the bench
-/// knows the session keys. Returns an agent whose `on_r1` accepted the reply, and the keys.
+/// knows the session keys ([`aegis_gateway::floor::link`]).
 pub fn manual_link(gw: &SigningKey, uid: &str) -> (Agent, SessionKeys) {
-    let mut agent = Agent::new(
-        SigningKey::generate(),
-        AGENT_ID,
-        Profile::V2,
-        Some(gw.public()),
-    );
-    agent.set_uid(uid);
-    let mut m1 = agent.m1(T0_S, random::bytes()).into_bytes();
-    let e = envelope::parse(&mut m1).expect("M1 parses");
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(e.payload.as_bytes())
-        .expect("M1 payload is base64");
-    let req: AuthRequest = serde_json::from_slice(&raw).expect("M1 payload JSON");
-    let kx_b64 = req.kx.clone().expect("v2 M1 has kx");
-    let kx = decode_b64_exact::<32>(&kx_b64).expect("kx is 32 bytes");
-    let nonce = decode_b64_exact::<16>(&req.nonce).expect("nonce is 16 bytes");
-    let (eph, eph_pub) = Ephemeral::generate();
-    let shared = eph.agree(&kx).expect("agree");
-    let server_nonce = random::bytes::<16>();
-    let keys = derive_v2(&shared, &nonce, &server_nonce);
-    let c = claims(uid, agent.public_b64());
-    let session_token = token::sign(gw, &c);
-    let (backend_key, sn) = (b64(&eph_pub), b64(&server_nonce));
-    let signed = sigstr::v2_auth_ok(
-        &req.nonce,
-        &kx_b64,
-        &backend_key,
-        &sn,
-        &session_token,
-        c.exp,
-    );
-    let resp = AuthResponse {
-        success: true,
-        session_token,
-        backend_key,
-        expires_at: c.exp,
-        message: "authenticated".to_string(),
-        v: Some(2),
-        server_nonce: Some(sn),
-        signature: Some(b64(&gw.sign(&signed))),
-    };
-    let json = serde_json::to_vec(&resp).expect("R1 JSON");
-    let r1 = frame::plain(
-        gw,
-        frame::new_id(),
-        MsgType::Response,
-        "auth".into(),
-        b64(&json),
-        T0_S,
-    );
-    agent
-        .on_r1(r1.to_json().as_bytes())
-        .expect("agent accepts the hand-made R1");
-    (agent, keys)
+    aegis_gateway::floor::link(gw, AGENT_ID, uid)
 }
 
 /// The gateway's surroundings of a [`Session`]: key, limits, the global nonce cache (behind a

@@ -6,18 +6,12 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use aegis_gateway::crypto::{
-    aead, random, verify_batch_parsed, AeadKey, ParsedItem, PublicKey, SigningKey,
-};
-use aegis_gateway::protocol::envelope::{self, Envelope, MsgType};
-use aegis_gateway::protocol::payloads::decode_b64_exact;
+use aegis_gateway::crypto::{verify_batch_parsed, ParsedItem};
 use aegis_gateway::protocol::session::{Session, VerifyJob};
-use aegis_gateway::protocol::sigstr;
-use base64::Engine as _;
 use criterion::BenchmarkGroup;
 
 use super::clock::{clock_now, BenchClock};
-use super::{Gateway, HandshakeInput, Registered, BATCH, EVENT_BODY_LEN, T0_MS, T0_S};
+use super::{Gateway, HandshakeInput, Registered, BATCH, EVENT_BODY_LEN, T0_MS};
 
 /// Something measured: prepare untimed, return the time of the measured part.
 pub trait Work {
@@ -68,83 +62,27 @@ fn verify_jobs(jobs: &[VerifyJob], ok: &mut Vec<bool>) {
     verify_batch_parsed(&items, ok);
 }
 
-/// The crypto floor of 64 inbound v2 messages from one agent linked by hand (keys known):
-/// parse every envelope, verify all signatures in one batch, open every payload. Signature
-/// inputs, AAD and base64 decoding are included (no verify or open is possible without them);
-/// nothing else the session does is.
-pub struct InboundFloor {
-    /// The agent key, parsed once (as the gateway does per session: the floor gets the same
-    /// advantage, so the ratio stays honest).
-    agent_pub: PublicKey,
-    rx: AeadKey,
-    frames: Vec<Vec<u8>>,
-    ok: Vec<bool>,
-}
+/// The crypto floor of 64 inbound v2 messages ([`aegis_gateway::floor::InboundFloor`]): parse
+/// every envelope, verify all signatures in one batch, open every payload.
+pub struct InboundFloor(aegis_gateway::floor::InboundFloor);
 
 impl InboundFloor {
     /// `n` consecutive ~700-byte sealed events.
     pub fn new(n: usize) -> Self {
-        let gw = SigningKey::generate();
-        let (mut agent, keys) = super::manual_link(&gw, &random::uuid_v4());
-        let body = super::event_body(EVENT_BODY_LEN);
-        let channel = format!("agent.{}.threats", agent.ident());
-        let frames = (0..n)
-            .map(|_| {
-                let f = agent.message(&channel, MsgType::Event, &body, T0_S, Vec::new());
-                f.expect("authenticated").into_bytes()
-            })
-            .collect();
-        InboundFloor {
-            agent_pub: PublicKey::parse(&agent.key().public()).expect("valid key"),
-            rx: AeadKey::new(&keys.a2g),
-            frames,
-            ok: Vec::with_capacity(n),
-        }
+        InboundFloor(aegis_gateway::floor::InboundFloor::new(n, EVENT_BODY_LEN))
     }
 
     /// The first frame (a sample envelope).
     pub fn frame(&self) -> &[u8] {
-        self.frames.first().map_or(&[], Vec::as_slice)
-    }
-
-    fn run(&mut self, bufs: &mut [Vec<u8>]) {
-        let envs: Vec<Envelope> = bufs
-            .iter_mut()
-            .map(|b| envelope::parse(b).expect("envelope"))
-            .collect();
-        let mut signed = Vec::with_capacity(envs.len());
-        for e in &envs {
-            let seq: u64 = e.header("seq").and_then(|s| s.parse().ok()).expect("seq");
-            let sig = e.signature.as_deref().and_then(decode_b64_exact::<64>);
-            let nonce = e.nonce.as_deref().expect("nonce");
-            let ty = e.msg_type.as_str();
-            let s = sigstr::v2_msg(&e.id, ty, &e.channel, e.timestamp, nonce, seq, &e.payload);
-            signed.push((seq, s, sig.expect("signature")));
-        }
-        let public = &self.agent_pub;
-        let items: Vec<ParsedItem<'_>> = signed
-            .iter()
-            .map(|(_, msg, sig)| ParsedItem { public, msg, sig })
-            .collect();
-        verify_batch_parsed(&items, &mut self.ok);
-        assert!(self.ok.len() == envs.len() && self.ok.iter().all(|v| *v));
-        for (e, (seq, _, _)) in envs.iter().zip(&signed) {
-            let aad = sigstr::v2_aad(&e.id, e.msg_type.as_str(), &e.channel, e.timestamp, *seq);
-            let mut buf = base64::engine::general_purpose::STANDARD
-                .decode(e.payload.as_bytes())
-                .expect("payload base64");
-            let nonce = aead::v2_nonce(*seq);
-            let plain = self.rx.open_in_place(&nonce, &aad, &mut buf);
-            black_box(plain.expect("opens").len());
-        }
+        self.0.frame()
     }
 }
 
 impl Work for InboundFloor {
     fn timed(&mut self) -> Duration {
-        let mut bufs = self.frames.clone();
+        let mut bufs = self.0.inputs();
         let start = clock_now();
-        self.run(&mut bufs);
+        black_box(self.0.run(&mut bufs));
         clock_now() - start
     }
 }

@@ -48,6 +48,9 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             .map(|a| AdminClient::new(a, opts.admin_token.clone())),
         _ => None,
     };
+    // The crypto floor's first half, before any agent runs (see `crate::floor`).
+    let floor =
+        (opts.scenario == Scenario::Throughput && opts.child.is_none()).then(|| start_floor(opts));
     let mut window = Window::new(window_pid(opts), metrics);
     let execs = match Executors::start(&shared, crate::scenario::script) {
         Ok(e) => e,
@@ -110,11 +113,30 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     report.gateway = window.gateway();
     report.soak = soak;
     report.loadgen_cpu_s = window.own_cpu_s();
+    if let Some(mut floor) = floor.filter(|_| ok) {
+        report.crypto_floor_us_per_msg = finish_floor(&mut floor, window_pid(opts));
+    }
     for p in &window.problems {
         *report.warnings.entry(p.clone()).or_default() += 1;
     }
     report.refresh();
     Ok(report)
+}
+
+/// The crypto floor's rounds before a `throughput` run.
+pub fn start_floor(opts: &Options) -> crate::floor::Measure {
+    let mut floor = crate::floor::Measure::new(opts.payload);
+    floor.sample(crate::floor::ROUNDS);
+    floor
+}
+
+/// The floor's rounds after the window, once the gateway is idle; the median of all rounds.
+pub fn finish_floor(floor: &mut crate::floor::Measure, gateway: Option<u32>) -> Option<f64> {
+    if let Some(pid) = gateway {
+        crate::floor::wait_idle(pid, Duration::from_secs(10));
+    }
+    floor.sample(crate::floor::ROUNDS);
+    floor.median()
 }
 
 /// The gateway pid this process samples (the parent's in a split run).

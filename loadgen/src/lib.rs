@@ -37,6 +37,7 @@ pub mod commands;
 pub mod coord;
 pub mod driver;
 pub mod exec;
+pub mod floor;
 pub mod gateway;
 pub mod hist;
 pub mod multiproc;

@@ -139,7 +139,15 @@ mod tests {
             .stderr(Stdio::null())
             .spawn()
             .expect("sleep runs");
-        // Read before it could exit.
+        // Read once it runs `sleep` (before exec the forked child still holds the spawn's
+        // own pipe), and long before it could exit.
+        let comm = format!("/proc/{}/comm", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(&comm).map_or(true, |c| c.trim() != "sleep")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let fds = fd_count(child.id());
         let d = detail(child.id());
         let _ = child.kill();

@@ -97,6 +97,13 @@ pub struct Report {
     pub gateway_cpu_us_per_handshake: Option<f64>,
     /// (RSS at the end − RSS before the ramp) / agents connected at the end, for `connect`.
     pub gateway_rss_bytes_per_conn: Option<f64>,
+    /// `throughput`: the crypto floor per inbound v2 message (parse + batch verify of 64 + open,
+    /// [`crate::floor`]), measured by this process right after the window (CPU µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crypto_floor_us_per_msg: Option<f64>,
+    /// `gateway_cpu_us_per_msg / crypto_floor_us_per_msg` (DESIGN §6 target: ≤ 1.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_per_msg_over_floor: Option<f64>,
     /// CPU seconds the load generator itself used over the window (all its processes).
     #[serde(default)]
     pub loadgen_cpu_s: f64,
@@ -209,6 +216,11 @@ impl Report {
         if msgs > 0.0 {
             self.gateway_cpu_us_per_msg = Some(cpu_us / msgs);
         }
+        self.cpu_per_msg_over_floor =
+            match (self.gateway_cpu_us_per_msg, self.crypto_floor_us_per_msg) {
+                (Some(gw), Some(floor)) if floor > 0.0 => Some(gw / floor),
+                _ => None,
+            };
     }
 
     /// The summary table printed on stdout.
@@ -307,10 +319,14 @@ impl Report {
                 self.gateway_cpu_us_per_handshake,
             ),
             ("gateway rss bytes/conn", self.gateway_rss_bytes_per_conn),
+            ("crypto floor µs/msg", self.crypto_floor_us_per_msg),
         ] {
             if let Some(v) = v {
                 let _ = writeln!(s, "{name:<26} {v:.1}");
             }
+        }
+        if let Some(r) = self.cpu_per_msg_over_floor {
+            let _ = writeln!(s, "{:<26} {r:.2} (target ≤ 1.25)", "gateway cpu / floor");
         }
         s
     }

@@ -10,7 +10,7 @@
 pub mod backend;
 
 use crate::protocol::envelope::MsgType;
-use crate::store::{NewEvent, Store};
+use crate::store::{EventRecord, Store};
 use std::cell::RefCell;
 
 /// Channels remembered per connection before `channels` writes stop being deduplicated.
@@ -19,7 +19,8 @@ pub const CHANNELS_PER_CONN: usize = 16;
 /// Events appended at once at most.
 pub const MAX_EVENT_BATCH: usize = 512;
 
-/// A verified agent message for the event stream.
+/// A verified agent message for the event stream, encoded once; `None` (logged) if it is too
+/// large to store (its body is near `MAX_MESSAGE_SIZE`): the message itself was accepted.
 pub fn event(
     agent: &str,
     channel: &str,
@@ -27,26 +28,25 @@ pub fn event(
     id: &str,
     body: &str,
     now_s: i64,
-) -> NewEvent {
-    NewEvent {
-        channel: channel.to_string(),
-        agent_uid: agent.to_string(),
-        message_type: msg_type.as_str().to_string(),
-        id: id.to_string(),
-        body: body.to_string(),
-        at: now_s,
+) -> Option<EventRecord> {
+    match EventRecord::new(channel, agent, msg_type.as_str(), id, body, now_s) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, channel, "event not recorded");
+            None
+        }
     }
 }
 
 /// Events waiting for the end of the scheduler round (one per shard; not thread-safe).
 #[derive(Default)]
 pub struct EventBatch {
-    pending: RefCell<Vec<NewEvent>>,
+    pending: RefCell<Vec<EventRecord>>,
 }
 
 impl EventBatch {
     /// Adds an event; returns `true` when the batch is full and should be flushed now.
-    pub fn push(&self, ev: NewEvent) -> bool {
+    pub fn push(&self, ev: EventRecord) -> bool {
         let mut p = self.pending.borrow_mut();
         p.push(ev);
         p.len() >= MAX_EVENT_BATCH
@@ -58,12 +58,13 @@ impl EventBatch {
         if evs.is_empty() {
             return;
         }
-        if let Err(e) = store.append_events(&evs) {
+        let n = evs.len();
+        if let Err(e) = store.append_records(evs) {
             if store.fault().is_some() {
                 // Logged once when the store failed; not once per scheduler round.
-                tracing::debug!(error = %e, dropped = evs.len(), "events not recorded");
+                tracing::debug!(error = %e, dropped = n, "events not recorded");
             } else {
-                tracing::warn!(error = %e, dropped = evs.len(), "events not recorded");
+                tracing::warn!(error = %e, dropped = n, "events not recorded");
             }
         }
     }

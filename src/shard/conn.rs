@@ -543,9 +543,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn route_inbound(&mut self, id: &str, channel: &str, msg_type: MsgType, body: &str) {
         let now_s = now_ms() / 1000;
         let agent = self.session.ident();
-        self.ctx.record_event(crate::router::event(
-            agent, channel, msg_type, id, body, now_s,
-        ));
+        if let Some(ev) = crate::router::event(agent, channel, msg_type, id, body, now_s) {
+            self.ctx.record_event(ev);
+        }
         let store = &self.ctx.shared.store;
         if self.session.is_registered()
             && !self.channels_seen.iter().any(|c| c == channel)

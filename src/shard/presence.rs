@@ -114,7 +114,7 @@ impl ShardCtx {
 
     /// Queues an event for the event stream; the batch is appended at the end of this scheduler
     /// round (or at once when full).
-    pub fn record_event(self: &Rc<Self>, ev: crate::store::NewEvent) {
+    pub fn record_event(self: &Rc<Self>, ev: crate::store::EventRecord) {
         if self.events.push(ev) {
             self.events.flush(&self.shared.store);
         } else if !self.events_scheduled.replace(true) {

@@ -5,6 +5,10 @@
 //! order across all channels, which per-channel seqs cannot give. Filtering by pattern is done
 //! while reading ([`Store::events_matching`], [`channel_matches`]).
 //!
+//! A value is an [`EventRecord`]: a compact binary layout (the body is stored as it came, not
+//! escaped into JSON), encoded where the event is recorded; the seq is the key. Values written
+//! before that layout existed (JSON) are still read.
+//!
 //! Seqs start at 1, are assigned under a mutex held across the (buffered) insert so an event is
 //! visible before any later one (a reader resuming after seq `n` never skips one), and are
 //! recovered from the last key at open. [`Store::trim_events`] always keeps the newest event so
@@ -102,26 +106,107 @@ impl EventLog {
     }
 }
 
-/// A [`StoredEvent`] without its seq, borrowed, as encoded before the seq is known.
-#[derive(Serialize)]
-struct EventFields<'a> {
-    channel: &'a str,
-    agent_uid: &'a str,
-    message_type: &'a str,
-    id: &'a str,
-    body: &'a str,
-    at: i64,
+/// First two bytes of a binary event value (a JSON value starts with `{`).
+const RECORD_MAGIC: [u8; 2] = [0x00, 0x01];
+
+/// One event, encoded for the `events` keyspace:
+/// `00 01 ‖ at (i64 BE) ‖ for type, channel, agent, id: len (u16 BE) ‖ bytes ‖ body`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord(Vec<u8>);
+
+impl EventRecord {
+    /// Encodes an event (one allocation, one copy of each field).
+    ///
+    /// # Errors
+    /// [`StoreError::TooLarge`] past [`codec::MAX_VALUE_LEN`] or for a field over 64 KiB.
+    pub fn new(
+        channel: &str,
+        agent_uid: &str,
+        message_type: &str,
+        id: &str,
+        body: &str,
+        at: i64,
+    ) -> Result<Self, StoreError> {
+        let fields = [message_type, channel, agent_uid, id];
+        let len = 10 + fields.iter().map(|f| 2 + f.len()).sum::<usize>() + body.len();
+        let too_large = StoreError::TooLarge {
+            what: WHAT,
+            len,
+            max: codec::MAX_VALUE_LEN,
+        };
+        if len > codec::MAX_VALUE_LEN {
+            return Err(too_large);
+        }
+        let mut v = Vec::with_capacity(len);
+        v.extend_from_slice(&RECORD_MAGIC);
+        v.extend_from_slice(&at.to_be_bytes());
+        for f in fields {
+            let Ok(n) = u16::try_from(f.len()) else {
+                return Err(too_large);
+            };
+            v.extend_from_slice(&n.to_be_bytes());
+            v.extend_from_slice(f.as_bytes());
+        }
+        v.extend_from_slice(body.as_bytes());
+        Ok(EventRecord(v))
+    }
+
+    /// Size of the encoded value.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the encoding is empty (never: the header is always there).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-/// `{"seq":N,` followed by the encoded [`EventFields`] without its `{`: a [`StoredEvent`].
-fn with_seq(seq: u64, fields: &[u8]) -> Vec<u8> {
-    let rest = fields.get(1..).unwrap_or_default();
-    let mut value = Vec::with_capacity(rest.len() + 28);
-    value.extend_from_slice(b"{\"seq\":");
-    value.extend_from_slice(seq.to_string().as_bytes());
-    value.push(b',');
-    value.extend_from_slice(rest);
-    value
+impl NewEvent {
+    /// This event as a record.
+    ///
+    /// # Errors
+    /// See [`EventRecord::new`].
+    pub fn record(&self) -> Result<EventRecord, StoreError> {
+        EventRecord::new(
+            &self.channel,
+            &self.agent_uid,
+            &self.message_type,
+            &self.id,
+            &self.body,
+            self.at,
+        )
+    }
+}
+
+/// Decodes the value stored under `key` (binary, or JSON from before the binary layout).
+fn decode_event(key: &[u8], seq: u64, value: &[u8]) -> Result<StoredEvent, StoreError> {
+    let Some(rest) = value.strip_prefix(&RECORD_MAGIC) else {
+        return codec::decode::<StoredEvent>(WHAT, key, value);
+    };
+    let corrupt = || StoreError::CorruptValue {
+        what: WHAT,
+        key: codec::printable(key),
+    };
+    let (at, mut rest) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let mut field = || -> Result<String, StoreError> {
+        let (n, tail) = rest.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let n = usize::from(u16::from_be_bytes(*n));
+        let (f, tail) = tail.split_at_checked(n).ok_or_else(corrupt)?;
+        rest = tail;
+        String::from_utf8(f.to_vec()).map_err(|_| corrupt())
+    };
+    let (message_type, channel, agent_uid, id) = (field()?, field()?, field()?, field()?);
+    let body = std::str::from_utf8(rest).map_err(|_| corrupt())?.to_owned();
+    Ok(StoredEvent {
+        seq,
+        channel,
+        agent_uid,
+        message_type,
+        id,
+        body,
+        at: i64::from_be_bytes(*at),
+    })
 }
 
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
@@ -149,21 +234,18 @@ impl Store {
     /// # Errors
     /// Oversized record ([`StoreError::TooLarge`]), storage error.
     pub fn append_events(&self, evs: &[NewEvent]) -> Result<Range<u64>, StoreError> {
-        // Encode outside the lock; under it only the seq is spliced in front.
-        let encoded = evs
+        let records = evs
             .iter()
-            .map(|ev| {
-                let fields = EventFields {
-                    channel: &ev.channel,
-                    agent_uid: &ev.agent_uid,
-                    message_type: &ev.message_type,
-                    id: &ev.id,
-                    body: &ev.body,
-                    at: ev.at,
-                };
-                codec::encode(WHAT, &fields)
-            })
+            .map(NewEvent::record)
             .collect::<Result<Vec<_>, _>>()?;
+        self.append_records(records)
+    }
+
+    /// Records encoded events in one batch; returns their (consecutive) seqs.
+    ///
+    /// # Errors
+    /// Storage error.
+    pub fn append_records(&self, records: Vec<EventRecord>) -> Result<Range<u64>, StoreError> {
         let engine = self.engine()?;
         let ks = &engine.ks.events;
         let mut next = self
@@ -175,8 +257,8 @@ impl Store {
         let first = *next;
         let mut batch = engine.db.batch();
         let mut seq = first;
-        for fields in encoded {
-            batch.insert(ks, seq.to_be_bytes(), with_seq(seq, &fields));
+        for record in records {
+            batch.insert(ks, seq.to_be_bytes(), record.0);
             seq = seq.saturating_add(1);
         }
         batch.commit().ctx("appending events")?;
@@ -258,7 +340,7 @@ impl Store {
         for guard in events.range(range).take(limit.min(MAX_EVENTS_PAGE)) {
             let (key, value) = guard.into_inner().ctx("reading events")?;
             last = seq_of(&key)?;
-            match codec::decode::<StoredEvent>(WHAT, &key, &value) {
+            match decode_event(&key, last, &value) {
                 Ok(ev) => {
                     if !keep_going(ev) {
                         break;

@@ -82,24 +82,6 @@ fn trim_keeps_the_newest_and_the_counter_survives_reopen() {
 }
 
 #[test]
-fn stored_value_is_the_full_event_json() {
-    let fields = EventFields {
-        channel: "c",
-        agent_uid: "u",
-        message_type: "event",
-        id: "i",
-        body: "{\"a\":\"\\\"x\"}",
-        at: -3,
-    };
-    let value = with_seq(42, &serde_json::to_vec(&fields).unwrap());
-    let ev: StoredEvent = serde_json::from_slice(&value).unwrap();
-    assert_eq!(ev.seq, 42);
-    assert_eq!((ev.body.as_str(), ev.at), (fields.body, -3));
-    let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
-    assert_eq!(json["seq"], 42);
-}
-
-#[test]
 fn channel_patterns_follow_nats_rules() {
     let cases = [
         ("", "agent.u1.threats", true),
@@ -127,4 +109,72 @@ fn channel_patterns_follow_nats_rules() {
             "{pattern:?} vs {channel:?}"
         );
     }
+}
+
+#[test]
+fn records_round_trip_every_field_and_body_bytes_as_sent() {
+    let body = r#"{"q":"a \"quoted\" \\ value","u":"é€"}"#;
+    let r = EventRecord::new("agent.u9.threats", "u9", "event", "m-1", body, -5).unwrap();
+    assert_eq!(&r.0[..2], &RECORD_MAGIC);
+    // The body is stored as it came (no JSON escaping): it is the tail of the value.
+    assert!(r.0.ends_with(body.as_bytes()));
+    let ev = decode_event(b"k", 42, &r.0).unwrap();
+    assert_eq!(
+        ev,
+        StoredEvent {
+            seq: 42,
+            channel: "agent.u9.threats".into(),
+            agent_uid: "u9".into(),
+            message_type: "event".into(),
+            id: "m-1".into(),
+            body: body.into(),
+            at: -5,
+        }
+    );
+}
+
+#[test]
+fn json_values_from_before_the_binary_layout_are_still_read() {
+    let legacy = br#"{"seq":7,"channel":"agent.u1.logs","agent_uid":"u1","message_type":"event","id":"m","body":"{}","at":1}"#;
+    let ev = decode_event(b"k", 7, legacy).unwrap();
+    assert_eq!(
+        (ev.seq, ev.channel.as_str(), ev.body.as_str()),
+        (7, "agent.u1.logs", "{}")
+    );
+}
+
+#[test]
+fn damaged_records_are_errors_not_panics() {
+    let good = EventRecord::new("c", "a", "event", "i", "{}", 1).unwrap().0;
+    for cut in 0..good.len() - 2 {
+        // Every truncation inside the header is refused.
+        assert!(
+            decode_event(b"k", 1, &good[..cut.max(2)]).is_err(),
+            "cut {cut}"
+        );
+    }
+    let mut bad_len = good.clone();
+    bad_len[10] = 0xff; // type length far past the end
+    assert!(matches!(
+        decode_event(b"k", 1, &bad_len),
+        Err(StoreError::CorruptValue { .. })
+    ));
+    let mut bad_utf8 = good;
+    let last = bad_utf8.len() - 1;
+    bad_utf8[last] = 0xff;
+    assert!(decode_event(b"k", 1, &bad_utf8).is_err());
+}
+
+#[test]
+fn oversized_records_are_refused() {
+    let big = "x".repeat(codec::MAX_VALUE_LEN);
+    assert!(matches!(
+        EventRecord::new("c", "a", "event", "i", &big, 1),
+        Err(StoreError::TooLarge { .. })
+    ));
+    let long_field = "y".repeat(70_000);
+    assert!(matches!(
+        EventRecord::new(&long_field, "a", "event", "i", "{}", 1),
+        Err(StoreError::TooLarge { .. })
+    ));
 }

@@ -33,7 +33,7 @@ mod registrations;
 pub use agents::{AgentRecord, MAX_LIST_LIMIT, MAX_UIDS_PER_HOST};
 pub use channels::{ChannelRecord, MAX_CHANNELS_LISTED, TOUCH_INTERVAL_S};
 pub use commit::SyncWaiter;
-pub use events::{channel_matches, EventScan, NewEvent, StoredEvent, MAX_EVENTS_PAGE};
+pub use events::{channel_matches, EventRecord, EventScan, NewEvent, StoredEvent, MAX_EVENTS_PAGE};
 pub use health::{free_bytes, Fault};
 pub use queue::{
     Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT,
@@ -92,6 +92,14 @@ pub enum StoreError {
         key: String,
         /// serde_json's error.
         source: serde_json::Error,
+    },
+    /// A stored binary record does not have its layout.
+    #[error("corrupt {what} record under key {key:?}")]
+    CorruptValue {
+        /// Record kind.
+        what: &'static str,
+        /// The key, printable and truncated.
+        key: String,
     },
     /// A stored key does not have the expected layout.
     #[error("corrupt key {key:?} in keyspace {keyspace}")]
