@@ -133,7 +133,7 @@ pub fn start_floor(opts: &Options) -> crate::floor::Measure {
 /// The floor's rounds after the window, once the gateway is idle; the median of all rounds.
 pub fn finish_floor(floor: &mut crate::floor::Measure, gateway: Option<u32>) -> Option<f64> {
     if let Some(pid) = gateway {
-        crate::floor::wait_idle(pid, Duration::from_secs(10));
+        crate::floor::wait_idle(pid, Duration::from_secs(5));
     }
     floor.sample(crate::floor::ROUNDS);
     floor.median()

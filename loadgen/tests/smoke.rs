@@ -49,6 +49,14 @@ fn throughput_blasts_presigned_frames_without_errors() {
         "{}",
         r.table()
     );
+    // The crypto floor of the same run, and the ratio of DESIGN §6.
+    assert!(
+        r.crypto_floor_us_per_msg.is_some_and(|f| f > 0.0),
+        "{}",
+        r.table()
+    );
+    assert!(r.cpu_per_msg_over_floor.is_some(), "{}", r.table());
+    assert!(r.table().contains("gateway cpu / floor"));
 }
 
 #[test]
