@@ -8,15 +8,6 @@ use crate::protocol::payloads::decode_b64_exact;
 use crate::protocol::{sigstr, ErrorKind};
 use base64::Engine;
 
-/// A frame waiting for its signature check.
-pub(super) struct PendingMsg {
-    env: Envelope,
-    /// v2 seq (0 for v1).
-    seq: u64,
-    /// v1 M3/M4 without a signature skip the check.
-    unsigned: bool,
-}
-
 /// Parses `headers.seq`: `^[1-9][0-9]*$` as a u64.
 pub(crate) fn parse_seq(s: &str) -> Option<u64> {
     let b = s.as_bytes();
@@ -271,38 +262,23 @@ impl Session {
                 }
                 out
             }
-            Check::Unsigned(e) => self.finish_msg(
-                env,
-                PendingMsg {
-                    env: e,
-                    seq: 0,
-                    unsigned: true,
-                },
-                true,
-                now_ms,
-            ),
-            Check::Signed { env: e, seq, .. } => self.finish_msg(
-                env,
-                PendingMsg {
-                    env: e,
-                    seq,
-                    unsigned: false,
-                },
-                ok,
-                now_ms,
-            ),
+            Check::Unsigned(e) => self.finish_msg(env, e, 0, None, now_ms),
+            Check::Signed { env: e, seq, .. } => self.finish_msg(env, e, seq, Some(ok), now_ms),
         }
     }
 
-    pub(super) fn finish_msg(
+    /// The checks after the signature and the routing of a frame: `signed` is the signature
+    /// verdict, `None` for a v1 registration message sent unsigned; `seq` is 0 in v1.
+    fn finish_msg(
         &mut self,
         env: &Env<'_>,
-        p: PendingMsg,
-        ok: bool,
+        e: Envelope,
+        seq: u64,
+        signed: Option<bool>,
         now_ms: i64,
     ) -> Vec<Action> {
         let mut out = Vec::new();
-        let e = p.env;
+        let ok = signed.unwrap_or(true);
         let body: Vec<u8> = match self.keys.as_mut() {
             Some(Keys::V2 { rx, recv_seq, .. }) => {
                 if !ok {
@@ -315,19 +291,18 @@ impl Session {
                     );
                     return out;
                 }
-                if p.seq != *recv_seq + 1 {
-                    let msg = format!("expected seq {}, got {}", *recv_seq + 1, p.seq);
+                if seq != *recv_seq + 1 {
+                    let msg = format!("expected seq {}, got {}", *recv_seq + 1, seq);
                     self.fatal(env, &mut out, ErrorKind::ReplayDetected, &msg, now_ms);
                     return out;
                 }
-                let aad =
-                    sigstr::v2_aad(&e.id, e.msg_type.as_str(), &e.channel, e.timestamp, p.seq);
+                let aad = sigstr::v2_aad(&e.id, e.msg_type.as_str(), &e.channel, e.timestamp, seq);
                 let opened = base64::engine::general_purpose::STANDARD
                     .decode(e.payload.as_bytes())
                     .ok()
                     .and_then(|mut buf| {
                         let n = rx
-                            .open_in_place(&aead::v2_nonce(p.seq), &aad, &mut buf)
+                            .open_in_place(&aead::v2_nonce(seq), &aad, &mut buf)
                             .ok()?
                             .len();
                         buf.truncate(n);
@@ -343,7 +318,7 @@ impl Session {
                     );
                     return out;
                 };
-                *recv_seq = p.seq;
+                *recv_seq = seq;
                 plain
             }
             Some(Keys::V1 { .. }) => {
@@ -357,7 +332,7 @@ impl Session {
                     );
                     return out;
                 }
-                if !p.unsigned {
+                if signed.is_some() {
                     out.push(Action::Verified);
                 }
                 match base64::engine::general_purpose::STANDARD.decode(e.payload.as_bytes()) {
