@@ -75,7 +75,7 @@ impl Session {
             Some(2) => Profile::V2,
             Some(_) => return Err("unsupported protocol version"),
         };
-        match (self.upgrade.protocol, profile) {
+        match (self.peer.protocol, profile) {
             (Some(1), Profile::V2) | (Some(2), Profile::V1) => {
                 return Err("authentication message does not match X-Aegis-Protocol")
             }
@@ -85,7 +85,7 @@ impl Session {
             return Err("invalid agent_id");
         }
         let pk = decode_b64_exact::<32>(&req.public_key).ok_or("invalid public_key")?;
-        if pk != self.upgrade.public_key {
+        if pk != self.peer.public_key {
             return Err("public_key does not match X-Agent-Public-Key");
         }
         if !super::within_window(req.timestamp, now_s, env.limits.timestamp_window_s) {
@@ -105,9 +105,9 @@ impl Session {
                 Some(decode_b64_exact::<32>(kx).ok_or("invalid kx")?)
             }
         };
-        let uid = match &self.upgrade.agent_uid {
+        let uid = match &self.peer.agent_uid {
             None => {
-                if req.agent_id != self.upgrade.agent_id {
+                if req.agent_id != self.peer.agent_id {
                     return Err("agent_id does not match X-Agent-Id");
                 }
                 if self.known.is_some() {
@@ -119,7 +119,7 @@ impl Session {
             }
             Some(uid) => {
                 let known = self.known.as_ref().ok_or("unknown or revoked agent uid")?;
-                let token = self.upgrade.bootstrap_token.as_deref().unwrap_or("");
+                let token = self.peer.bootstrap_token.as_deref().unwrap_or("");
                 if known.uid != *uid || !crate::crypto::token_matches(&known.token_hash, token) {
                     return Err("bootstrap token does not match");
                 }
@@ -174,7 +174,7 @@ impl Session {
         }
         if !env
             .nonces
-            .check_and_insert(&self.upgrade.public_key, &p.nonce, now_s)
+            .check_and_insert(&self.peer.public_key, &p.nonce, now_s)
         {
             return self.auth_failed(env, "authentication nonce was already used", now_ms);
         }
@@ -193,7 +193,7 @@ impl Session {
         let response = match p.profile {
             Profile::V1 => {
                 let backend_key = random::bytes::<32>();
-                let k = kdf::v1_key(&self.upgrade.public_key, &backend_key);
+                let k = kdf::v1_key(&self.peer.public_key, &backend_key);
                 self.keys = Some(Keys::V1 {
                     key: AeadKey::new(&k),
                 });
@@ -248,6 +248,9 @@ impl Session {
             }
         };
         self.phase = Phase::Authed;
+        // The credentials checked by M1 are not needed for the rest of the session.
+        self.peer.bootstrap_token = None;
+        self.known = None;
         self.profile = p.profile;
         self.session_expires_s = exp;
         self.close_at_ms = (exp * 1000).saturating_sub(self.expiry_jitter_ms);

@@ -231,9 +231,34 @@ enum Deferred {
     Msg(Box<steady::Parsed>),
 }
 
+/// What a session keeps of its upgrade request: the path, WebSocket key and user agent were
+/// checked by the upgrade, and a long-lived session does not carry them.
+struct Peer {
+    agent_id: String,
+    public_key: [u8; 32],
+    public_key_b64: String,
+    agent_uid: Option<String>,
+    /// Dropped once the session is authenticated.
+    bootstrap_token: Option<String>,
+    protocol: Option<u8>,
+}
+
+impl From<UpgradeRequest> for Peer {
+    fn from(u: UpgradeRequest) -> Self {
+        Peer {
+            agent_id: u.agent_id,
+            public_key: u.public_key,
+            public_key_b64: u.public_key_b64,
+            agent_uid: u.agent_uid,
+            bootstrap_token: u.bootstrap_token,
+            protocol: u.protocol,
+        }
+    }
+}
+
 /// Per-connection protocol state.
 pub struct Session {
-    upgrade: UpgradeRequest,
+    peer: Peer,
     /// The agent's key from the upgrade, decompressed once; `None` if it is not a valid key.
     agent_key: Option<crate::crypto::PublicKey>,
     known: Option<KnownAgent>,
@@ -271,17 +296,9 @@ impl Session {
         now_ms: i64,
         expiry_jitter_ms: i64,
     ) -> Self {
-        // The path, WebSocket key and user agent were checked by the upgrade; a long-lived
-        // session does not carry them.
-        let upgrade = UpgradeRequest {
-            path: String::new(),
-            ws_key: String::new(),
-            user_agent: String::new(),
-            ..upgrade
-        };
         Session {
             agent_key: crate::crypto::PublicKey::parse(&upgrade.public_key),
-            upgrade,
+            peer: Peer::from(upgrade),
             known,
             created_ms: now_ms,
             phase: Phase::AwaitAuth,
@@ -353,7 +370,7 @@ impl Session {
 
     /// The agent's public key as presented in the upgrade.
     pub fn public_key(&self) -> &[u8; 32] {
-        &self.upgrade.public_key
+        &self.peer.public_key
     }
 
     /// Feeds one received message (text or binary frame contents).

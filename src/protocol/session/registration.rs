@@ -67,7 +67,7 @@ impl Session {
                 return out;
             }
         };
-        if decode_b64_exact::<32>(&req.agent_pubkey) != Some(self.upgrade.public_key) {
+        if decode_b64_exact::<32>(&req.agent_pubkey) != Some(self.peer.public_key) {
             self.registration_failed(env, &mut out, "agent_pubkey is not the session key", now_ms);
             return out;
         }
@@ -148,7 +148,7 @@ impl Session {
             return out;
         };
         let signed = sigstr::registration(&nonce, &pending.server_time, &m4.host_id);
-        if !verify::verify(&self.upgrade.public_key, &signed, &sig) {
+        if !verify::verify(&self.peer.public_key, &signed, &sig) {
             self.registration_failed(env, &mut out, "registration signature is invalid", now_ms);
             return out;
         }

@@ -200,8 +200,8 @@ impl Session {
                                 false,
                             );
                         };
-                        let pk = crate::protocol::payloads::b64(&self.upgrade.public_key);
-                        let msg = sigstr::v1_msg(&self.ident, &pk, e.timestamp, nonce);
+                        let pk = &self.peer.public_key_b64;
+                        let msg = sigstr::v1_msg(&self.ident, pk, e.timestamp, nonce);
                         Check::Signed {
                             env: e,
                             seq: 0,
