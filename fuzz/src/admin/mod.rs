@@ -8,9 +8,9 @@
 //!
 //! - nothing panics, and a dispatch never waits;
 //! - every prefix of the stream parses to `Ok(None)` or to the same result as the whole stream,
-//!   since a reader stops at the first other result (all prefixes of streams of at most
-//!   [`EVERY_PREFIX_MAX`] bytes; of longer ones the first that many, those around line ends, the
-//!   input's two cut points, and those around the decision and `MAX_HEAD`);
+//!   since a reader stops at the first other result (every prefix up to a byte past the end of a
+//!   complete head, for heads of at most [`EVERY_PREFIX_MAX`] bytes; past that, the prefixes
+//!   around line ends, at the input's two cut points, around the decision and around `MAX_HEAD`);
 //! - sizes are bounded: a complete head is ≤ `MAX_HEAD` bytes with ≤ `MAX_HEADERS` lines and a
 //!   body ≤ `MAX_BODY`; an incomplete head is shorter than `MAX_HEAD` (longer ones are refused);
 //! - a route under `/api/v1/` is only resolved with the right bearer token; a resolved route's
@@ -31,8 +31,8 @@ use backend::{check_broadcast, check_list, check_send, now, Mock};
 
 /// The admin token of every run.
 pub const TOKEN: &str = "fuzz-token";
-/// Streams at most this long are checked at every prefix (longer ones at their first this many
-/// and a sample of the rest).
+/// Heads (or undecided streams) at most this long are checked at every prefix (longer ones at
+/// their first this many and a sample of the rest).
 pub const EVERY_PREFIX_MAX: usize = 256;
 /// Most line ends of a longer stream whose prefixes are checked (> `MAX_HEADERS` + 1).
 const MAX_LINE_CUTS: usize = 80;
@@ -91,18 +91,17 @@ fn check_prefixes(data: &[u8], full: &Parsed, cuts: [usize; 2]) {
             assert_eq!(&part, full, "a prefix of {k} bytes decided differently");
         }
     };
-    (0..len.min(EVERY_PREFIX_MAX + 1)).for_each(check);
-    if len <= EVERY_PREFIX_MAX {
-        return;
-    }
-    // Longer streams: where httparse changes state (around line ends), where the input cuts,
-    // and around the decision and the size limit.
+    // Past a complete head the bytes are body or the next request: one prefix there shows they
+    // are ignored, as the input's cuts and the whole stream do.
     let decided = match full {
-        Ok(Some((_, n))) => *n,
+        Ok(Some((_, n))) => *n + 1,
         _ => len,
     };
+    let every = decided.min(len).min(EVERY_PREFIX_MAX);
+    (0..=every).for_each(check);
     let line_ends = data
         .iter()
+        .take(decided)
         .enumerate()
         .filter(|(_, b)| **b == b'\n')
         .take(MAX_LINE_CUTS)
@@ -110,14 +109,14 @@ fn check_prefixes(data: &[u8], full: &Parsed, cuts: [usize; 2]) {
     let fixed = [
         cuts[0] % (len + 1),
         cuts[1] % (len + 1),
+        decided.saturating_sub(2),
         decided.saturating_sub(1),
         decided,
-        decided + 1,
         MAX_HEAD - 1,
         MAX_HEAD,
     ];
     for k in line_ends.chain(fixed) {
-        if k <= len {
+        if every < k && k <= len {
             check(k);
         }
     }
