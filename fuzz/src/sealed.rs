@@ -13,7 +13,6 @@
 use std::cell::RefCell;
 use std::sync::{Mutex, OnceLock};
 
-use aegis_gateway::crypto;
 use aegis_gateway::protocol::agent::Agent;
 use aegis_gateway::protocol::channel::{AgentKind, BackendKind};
 use aegis_gateway::protocol::envelope::Envelope;
@@ -102,7 +101,7 @@ impl Pair {
         let step = self.session.on_frame(&env, &mut buf, T0);
         let mut actions = step.actions;
         if let Some(job) = step.verify {
-            let ok = forced_ok || crypto::verify(&job.public, &job.msg, &job.sig);
+            let ok = forced_ok || job.public.verify(&job.msg, &job.sig);
             actions.extend(self.session.on_verified(&env, ok, T0));
         }
         if actions.iter().any(|a| matches!(a, Action::Close(..))) {

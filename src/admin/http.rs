@@ -95,7 +95,10 @@ impl Head {
 pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let n = match req.parse(buf) {
+    // Only the first MAX_HEAD bytes decide (as in `protocol::upgrade`), so the answer does not
+    // depend on how the bytes were split into reads, and a complete head is ≤ MAX_HEAD bytes.
+    let window = buf.get(..MAX_HEAD).unwrap_or(buf);
+    let n = match req.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Err(HttpError::HeadTooLarge)
@@ -104,9 +107,6 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
         Err(e) => return Err(HttpError::BadRequest(e.to_string())),
     };
-    if n > MAX_HEAD {
-        return Err(HttpError::HeadTooLarge);
-    }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(HttpError::BadRequest("incomplete request line".into()));
     };

@@ -103,6 +103,13 @@ impl Decoder {
         self.pending.capacity() == 0 && self.fragments.is_none()
     }
 
+    /// Bytes of memory the decoder holds: the capacity of the incomplete-frame buffer plus that of
+    /// the message being assembled (0 when [`Decoder::is_idle`]). For tests and the fuzz harness.
+    #[doc(hidden)]
+    pub fn buffered(&self) -> usize {
+        self.pending.capacity() + self.fragments.as_ref().map_or(0, |f| f.data.capacity())
+    }
+
     /// Decodes `input` (the next bytes from the client), appending every complete message and
     /// control frame to `out` in order. On a violation, what came before it is in `out` and the
     /// error is returned; the decoder then ignores further input, as it does after a close.

@@ -17,7 +17,7 @@ pub mod ops;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use aegis_gateway::crypto::{self, hash_token};
+use aegis_gateway::crypto::hash_token;
 use aegis_gateway::protocol::agent::Agent;
 use aegis_gateway::protocol::channel::{self, BackendKind, Channel};
 use aegis_gateway::protocol::payloads::{
@@ -310,7 +310,7 @@ impl State {
             assert!(!self.closed, "verify job after close");
             assert!(actions.is_empty(), "actions and a verify job at once");
             let ok = match ctx.verify {
-                Verify::Real => crypto::verify(&job.public, &job.msg, &job.sig),
+                Verify::Real => job.public.verify(&job.msg, &job.sig),
                 Verify::Pass => true,
                 Verify::Fail => false,
             };

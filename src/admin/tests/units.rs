@@ -62,6 +62,25 @@ fn head_limits_and_refusals() {
 }
 
 #[test]
+fn a_head_is_decided_by_its_first_max_head_bytes() {
+    // Found by the `admin_request` fuzz harness: an unfinished head longer than MAX_HEAD with a
+    // byte httparse refuses after MAX_HEAD was 431 for a reader holding MAX_HEAD bytes but 400
+    // for one that had read past them (the answer depended on how TCP split the bytes).
+    let mut raw = format!("GET / HTTP/1.1\r\nX-Long: {}", "a".repeat(MAX_HEAD)).into_bytes();
+    raw.extend_from_slice(b"\x01\r\n\r\n");
+    assert_eq!(parse_head(&raw[..MAX_HEAD]), Err(HttpError::HeadTooLarge));
+    assert_eq!(parse_head(&raw), Err(HttpError::HeadTooLarge));
+    // A head of exactly MAX_HEAD bytes is still accepted, with bytes after it.
+    let mut exact = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    exact.resize(MAX_HEAD - 4, b'a');
+    exact.extend_from_slice(b"\r\n\r\nbody");
+    assert_eq!(
+        parse_head(&exact).map(|h| h.map(|(_, n)| n)),
+        Ok(Some(MAX_HEAD))
+    );
+}
+
+#[test]
 fn response_bytes() {
     let r = Response::json(200, &json!({"a": 1})).with_header("Allow", "GET");
     let bytes = String::from_utf8(r.to_bytes(true)).unwrap();
