@@ -126,14 +126,15 @@ impl Decoder {
         } else {
             let mut buf = std::mem::take(&mut self.pending);
             buf.extend_from_slice(input);
+            // The rest is copied out, so the buffer held is the partial frame, not the read.
             self.decode(&buf, out).map(|used| {
                 if used < buf.len() {
-                    buf.drain(..used);
-                    self.pending = buf;
+                    self.pending = buf[used..].to_vec();
                 }
             })
         };
-        if result.is_err() {
+        if result.is_err() || self.stopped {
+            // After a violation or a close, nothing more is decoded: hold nothing.
             self.stopped = true;
             self.pending = Vec::new();
             self.fragments = None;
@@ -151,13 +152,7 @@ impl Decoder {
             let Some((header, len)) = parsed else {
                 break;
             };
-            // Both limits are checked on the header alone, before any payload is buffered.
-            if matches!(header.opcode, OpCode::Control(_)) && len > MAX_CONTROL as u64 {
-                return Err(WsError::Protocol("control frame too long"));
-            }
-            if len > self.max_message as u64 {
-                return Err(WsError::TooBig);
-            }
+            self.check_header(&header, len)?;
             let start = pos + cursor.position() as usize;
             let len = len as usize;
             if buf.len() - start < len {
@@ -169,16 +164,46 @@ impl Decoder {
         Ok(pos)
     }
 
-    /// Handles one complete frame whose (masked) payload is `masked`.
+    /// Every rule a frame's header alone can break, checked before any of its payload is
+    /// buffered: a peer cannot make the gateway hold a frame it will refuse.
+    fn check_header(&self, header: &FrameHeader, len: u64) -> Result<(), WsError> {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        if header.mask.is_none() {
+            return Err(WsError::Protocol("unmasked client frame"));
+        }
+        match (header.opcode, self.fragments.as_ref()) {
+            (OpCode::Control(_), _) if !header.is_final => {
+                Err(WsError::Protocol("fragmented control frame"))
+            }
+            (OpCode::Control(_), _) if len > MAX_CONTROL as u64 => {
+                Err(WsError::Protocol("control frame too long"))
+            }
+            (OpCode::Data(Data::Continue), None) => {
+                Err(WsError::Protocol("continuation without a message"))
+            }
+            (OpCode::Data(Data::Continue), Some(f))
+                if f.data.len() as u64 + len > self.max_message as u64 =>
+            {
+                Err(WsError::TooBig)
+            }
+            (OpCode::Data(Data::Text | Data::Binary), Some(_)) => {
+                Err(WsError::Protocol("new message inside a fragmented one"))
+            }
+            _ if len > self.max_message as u64 => Err(WsError::TooBig),
+            _ => Ok(()),
+        }
+    }
+
+    /// Handles one complete frame (its header passed [`Decoder::check_header`]) whose masked
+    /// payload is `masked`.
     fn frame(
         &mut self,
         header: &FrameHeader,
         masked: &[u8],
         out: &mut Vec<Incoming>,
     ) -> Result<(), WsError> {
-        if header.rsv1 || header.rsv2 || header.rsv3 {
-            return Err(WsError::Protocol("reserved bits set"));
-        }
         let Some(mask) = header.mask else {
             return Err(WsError::Protocol("unmasked client frame"));
         };
@@ -189,27 +214,19 @@ impl Decoder {
         };
         let fin = header.is_final;
         match header.opcode {
-            OpCode::Control(ctl) => {
-                if !fin {
-                    return Err(WsError::Protocol("fragmented control frame"));
+            OpCode::Control(ctl) => match ctl {
+                Control::Ping => out.push(Incoming::Ping(unmasked())),
+                Control::Pong => out.push(Incoming::Pong),
+                Control::Close => {
+                    out.push(Incoming::Close(parse_close(&unmasked())?));
+                    self.stopped = true;
                 }
-                match ctl {
-                    Control::Ping => out.push(Incoming::Ping(unmasked())),
-                    Control::Pong => out.push(Incoming::Pong),
-                    Control::Close => {
-                        out.push(Incoming::Close(parse_close(&unmasked())?));
-                        self.stopped = true;
-                    }
-                    Control::Reserved(_) => return Err(WsError::Protocol("reserved opcode")),
-                }
-            }
+                Control::Reserved(_) => return Err(WsError::Protocol("reserved opcode")),
+            },
             OpCode::Data(Data::Continue) => {
                 let Some(f) = self.fragments.as_mut() else {
                     return Err(WsError::Protocol("continuation without a message"));
                 };
-                if f.data.len() + masked.len() > self.max_message {
-                    return Err(WsError::TooBig);
-                }
                 let at = f.data.len();
                 f.data.extend_from_slice(masked);
                 apply_mask(&mut f.data[at..], mask);
@@ -227,9 +244,6 @@ impl Decoder {
                 }
             }
             OpCode::Data(data @ (Data::Text | Data::Binary)) => {
-                if self.fragments.is_some() {
-                    return Err(WsError::Protocol("new message inside a fragmented one"));
-                }
                 let text = data == Data::Text;
                 let payload = unmasked();
                 if fin {

@@ -274,3 +274,64 @@ fn utf8_split_across_fragments_is_accepted() {
     );
     assert!(d.is_idle());
 }
+
+#[test]
+fn header_violations_are_refused_before_the_payload_arrives() {
+    // Only the header of each frame is fed: the verdict must not wait for the payload.
+    let cases: Vec<(Vec<u8>, WsError)> = vec![
+        (
+            vec![0x81 | 0x40, 0x80 | 100, 1, 2, 3, 4],
+            WsError::Protocol("reserved bits set"),
+        ),
+        (vec![0x82, 100], WsError::Protocol("unmasked client frame")),
+        (
+            vec![0x80, 0x80 | 100, 1, 2, 3, 4],
+            WsError::Protocol("continuation without a message"),
+        ),
+    ];
+    for (header, want) in cases {
+        let mut d = Decoder::new(1024);
+        assert_eq!(decode_all(&mut d, &header).1, Err(want), "{header:02x?}");
+        assert_eq!(d.buffered(), 0);
+    }
+    // A new message inside a fragmented one, and fragments adding up past the limit.
+    let mut d = Decoder::new(64);
+    decode_all(&mut d, &client(false, 0x1, b"part")).1.unwrap();
+    assert_eq!(
+        decode_all(&mut d, &[0x81, 0x80 | 10, 1, 2, 3, 4]).1,
+        Err(WsError::Protocol("new message inside a fragmented one"))
+    );
+    let mut d = Decoder::new(64);
+    decode_all(&mut d, &client(false, 0x2, &[0; 40])).1.unwrap();
+    assert_eq!(
+        decode_all(&mut d, &[0x80, 0x80 | 40, 1, 2, 3, 4]).1,
+        Err(WsError::TooBig)
+    );
+}
+
+#[test]
+fn held_memory_is_the_partial_frame_and_nothing_after_a_close() {
+    // A large read ending in a partial frame: the decoder keeps about the partial frame only.
+    let mut stream: Vec<u8> = (0..50)
+        .flat_map(|_| client(true, 0x2, &[7; 1000]))
+        .collect();
+    let last = client(true, 0x2, &[9; 1000]);
+    stream.extend_from_slice(&last[..100]);
+    let mut d = Decoder::new(4096);
+    let mut out = Vec::new();
+    // First a split frame so the second feed goes through the pending path.
+    d.feed(&stream[..10], &mut out).unwrap();
+    d.feed(&stream[10..], &mut out).unwrap();
+    assert_eq!(out.len(), 50);
+    assert!(d.buffered() < 2 * 100, "held {} bytes", d.buffered());
+    // A close in the middle of a read: the bytes after it are not kept.
+    let bytes = [
+        client(true, 0x8, &[0x03, 0xe8]),
+        client(true, 0x1, b"after"),
+    ]
+    .concat();
+    let mut d = Decoder::new(64);
+    decode_all(&mut d, &bytes[..3]).1.unwrap();
+    decode_all(&mut d, &bytes[3..]).1.unwrap();
+    assert!(d.is_idle());
+}
