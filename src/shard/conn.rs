@@ -114,7 +114,9 @@ async fn serve_upgraded<S>(
     let (tx, rx) = mpsc::unbounded();
     let conn_id = ctx.add_conn(tx);
     ctx.metrics.connection(None, Some(0));
-    tracing::info!(conn = conn_id, %peer, shard = ctx.id, "agent connected");
+    // Two info lines per connection (authenticated, disconnected; the peer is on the second):
+    // a fleet's reconnect storm logs tens of thousands of them.
+    tracing::debug!(conn = conn_id, %peer, shard = ctx.id, "agent connected");
     let c = Conn {
         ctx,
         ws,
@@ -425,7 +427,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     return Some(reason);
                 }
                 Action::Authenticated { identity, profile } => {
-                    tracing::info!(conn = self.conn_id, %identity, profile = profile.number(), "agent authenticated");
+                    tracing::info!(conn = self.conn_id, shard = self.ctx.id, %identity, profile = profile.number(), "agent authenticated");
                     let slot = usize::from(profile.number());
                     self.ctx
                         .metrics
