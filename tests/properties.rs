@@ -475,7 +475,7 @@ proptest! {
             m.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
             m.into_iter().map(|x| x.2).collect::<Vec<_>>()
         };
-        let mut ack = |store: &Store, id: &str, confirmed: &mut BTreeMap<String, u32>| {
+        let ack = |store: &Store, id: &str, confirmed: &mut BTreeMap<String, u32>| {
             if store.mark_delivered(UID, id, now).unwrap() {
                 *confirmed.entry(id.to_string()).or_default() += 1;
             }
