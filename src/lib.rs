@@ -10,7 +10,6 @@
 //! | [`admin`] | admin HTTP/1.1 API on its own executor: routes, bearer auth, validation, OpenAPI, SSE |
 //! | [`config`] | one `Config`: defaults, env vars, flags, `validate()` |
 //! | [`crypto`] | Ed25519 (single + batch verify), ChaCha20-Poly1305, X25519 + HKDF, EdDSA JWT, PEM keys |
-//! | [`floor`] | the crypto floor of an inbound v2 message (DESIGN §6), for benches and the load generator |
 //! | [`protocol`] | sans-IO: upgrade head, envelope, channels, signature strings, the session state machine, the agent side |
 //! | [`router`] | agent→backend event routing; the admin API's operations on the gateway |
 //! | [`shard`] | glommio runtime: executors, SO_REUSEPORT listeners, socket hand-off, mesh, presence, verify batcher |
@@ -31,7 +30,6 @@
 pub mod admin;
 pub mod config;
 pub mod crypto;
-pub mod floor;
 pub mod metrics;
 pub mod protocol;
 pub mod router;
@@ -39,3 +37,5 @@ pub mod server;
 pub mod shard;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

@@ -3,9 +3,9 @@
 
 mod common;
 use aegis_gateway::crypto::{random, SigningKey};
-use aegis_gateway::protocol::agent::Agent;
 use aegis_gateway::protocol::envelope::{self, MsgType};
 use aegis_gateway::protocol::payloads::{b64, AuthResponse};
+use aegis_gateway::testkit::agent::Agent;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;

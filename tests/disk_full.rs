@@ -72,7 +72,7 @@ fn assert_alive(child: &mut Child) {
 /// expects nothing more. Returns their ids in arrival order.
 fn receive(
     child: &Child,
-    a: &mut aegis_gateway::protocol::agent::Agent,
+    a: &mut aegis_gateway::testkit::agent::Agent,
     uid: &str,
     token: &str,
     n: usize,

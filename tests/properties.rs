@@ -13,13 +13,13 @@
 use std::cell::RefCell;
 
 use aegis_gateway::crypto::{self, SigningKey};
-use aegis_gateway::protocol::agent::Agent;
 use aegis_gateway::protocol::channel::{self, AgentKind, BackendKind, Channel};
 use aegis_gateway::protocol::envelope::{self, Envelope, MsgType};
 use aegis_gateway::protocol::ratelimit::TokenBucket;
 use aegis_gateway::protocol::replay::NonceCache;
 use aegis_gateway::protocol::session::{Action, Env, Limits, Profile, Session};
 use aegis_gateway::protocol::upgrade::UpgradeRequest;
+use aegis_gateway::testkit::agent::Agent;
 use proptest::prelude::*;
 use proptest::sample::select;
 

@@ -8,19 +8,19 @@
 pub mod clock;
 pub mod work;
 
-pub use aegis_gateway::floor::{claims, event_body};
+pub use aegis_gateway::testkit::floor::{claims, event_body};
 
 use std::sync::Mutex;
 
 use aegis_gateway::crypto::kdf::{derive_v2, Ephemeral, SessionKeys};
 use aegis_gateway::crypto::{self, random, token, SigningKey};
-use aegis_gateway::protocol::agent::Agent;
 use aegis_gateway::protocol::envelope::MsgType;
 use aegis_gateway::protocol::payloads::b64;
 use aegis_gateway::protocol::replay::NonceCache;
 use aegis_gateway::protocol::session::{Action, Env, KnownAgent, Limits, Profile, Session};
 use aegis_gateway::protocol::upgrade::UpgradeRequest;
 use aegis_gateway::protocol::{frame, sigstr};
+use aegis_gateway::testkit::agent::Agent;
 
 /// Unix seconds of every timestamp in the fixtures.
 pub const T0_S: i64 = 1_700_000_000;
@@ -148,9 +148,9 @@ impl HandshakeInput {
 }
 
 /// The gateway side of the v2 handshake done by hand (not through [`Session`]), so the bench
-/// knows the session keys ([`aegis_gateway::floor::link`]).
+/// knows the session keys ([`aegis_gateway::testkit::floor::link`]).
 pub fn manual_link(gw: &SigningKey, uid: &str) -> (Agent, SessionKeys) {
-    aegis_gateway::floor::link(gw, AGENT_ID, uid)
+    aegis_gateway::testkit::floor::link(gw, AGENT_ID, uid)
 }
 
 /// The gateway's surroundings of a [`Session`]: key, limits, the global nonce cache (behind a

@@ -62,14 +62,17 @@ fn verify_jobs(jobs: &[VerifyJob], ok: &mut Vec<bool>) {
     verify_batch_parsed(&items, ok);
 }
 
-/// The crypto floor of 64 inbound v2 messages ([`aegis_gateway::floor::InboundFloor`]): parse
+/// The crypto floor of 64 inbound v2 messages ([`aegis_gateway::testkit::floor::InboundFloor`]): parse
 /// every envelope, verify all signatures in one batch, open every payload.
-pub struct InboundFloor(aegis_gateway::floor::InboundFloor);
+pub struct InboundFloor(aegis_gateway::testkit::floor::InboundFloor);
 
 impl InboundFloor {
     /// `n` consecutive ~700-byte sealed events.
     pub fn new(n: usize) -> Self {
-        InboundFloor(aegis_gateway::floor::InboundFloor::new(n, EVENT_BODY_LEN))
+        InboundFloor(aegis_gateway::testkit::floor::InboundFloor::new(
+            n,
+            EVENT_BODY_LEN,
+        ))
     }
 
     /// The first frame (a sample envelope).

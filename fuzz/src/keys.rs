@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use aegis_gateway::crypto::SigningKey;
-use aegis_gateway::protocol::agent::Agent;
+use aegis_gateway::testkit::agent::Agent;
 use aegis_gateway::protocol::session::Profile;
 use aegis_gateway::protocol::upgrade::UpgradeRequest;
 

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::sync::{Mutex, OnceLock};
 
-use aegis_gateway::protocol::agent::Agent;
+use aegis_gateway::testkit::agent::Agent;
 use aegis_gateway::protocol::channel::{AgentKind, BackendKind};
 use aegis_gateway::protocol::envelope::Envelope;
 use aegis_gateway::protocol::replay::NonceCache;

@@ -1,11 +1,11 @@
 //! The crypto floor of an inbound v2 message measured in the same run as the gateway's CPU per
 //! message (DESIGN §6 sets the target as their ratio): `throughput` runs
-//! [`aegis_gateway::floor::InboundFloor`] — parse, one batch verify of 64, open — on frames like
+//! [`aegis_gateway::testkit::floor::InboundFloor`] — parse, one batch verify of 64, open — on frames like
 //! the ones it sends, timed in this thread's CPU time, once before the agents start and once
 //! after the window when the gateway has gone idle (its flushes and compactions would otherwise
 //! share the cores with the floor). The median of all rounds is the floor.
 
-use aegis_gateway::floor::{InboundFloor, EVENT_BODY_LEN};
+use aegis_gateway::testkit::floor::{InboundFloor, EVENT_BODY_LEN};
 use std::time::{Duration, Instant};
 
 /// Messages per floor round (the shard's batch size under load).

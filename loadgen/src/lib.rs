@@ -2,7 +2,7 @@
 //!
 //! The bundled load generator of aegis-gateway: a simulated fleet of v1 (Go agent) and v2 agents
 //! that speak the real protocol through the gateway's own sans-IO agent
-//! ([`aegis_gateway::protocol::agent::Agent`]) over real sockets, on glommio executors.
+//! ([`aegis_gateway::testkit::agent::Agent`]) over real sockets, on glommio executors.
 //!
 //! ## Module map
 //!

@@ -3,7 +3,7 @@
 //! async-tungstenite over the glommio stream with small buffers.
 
 use crate::url::Endpoint;
-use aegis_gateway::protocol::agent::AgentError;
+use aegis_gateway::testkit::agent::AgentError;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;

@@ -11,9 +11,9 @@
 //! - [`replay`]: the M1 nonce replay cache.
 //! - [`session`]: the per-connection state machine (§3–§7).
 //! - [`ws`]: RFC 6455 framing (server side): message assembly without per-connection buffers.
-//! - [`agent`]: the agent side (tests, loadgen).
+//!
+//! The agent side of the protocol (tests, load generator) is `testkit::agent`.
 
-pub mod agent;
 pub mod channel;
 pub mod envelope;
 pub mod error;

@@ -4,12 +4,12 @@
 
 use aegis_gateway::config::Config;
 use aegis_gateway::crypto::{random, SigningKey};
-use aegis_gateway::protocol::agent::Agent;
 use aegis_gateway::protocol::payloads::{
     RegistrationChallenge, RegistrationRequest, RegistrationResult,
 };
 use aegis_gateway::protocol::session::Profile;
 use aegis_gateway::server::{self, Running};
+use aegis_gateway::testkit::agent::Agent;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use aegis_gateway::crypto::hash_token;
-use aegis_gateway::protocol::agent::Agent;
+use aegis_gateway::testkit::agent::Agent;
 use aegis_gateway::protocol::channel::{self, BackendKind, Channel};
 use aegis_gateway::protocol::payloads::{
     decode_b64_exact, RegistrationChallenge, RegistrationResult,

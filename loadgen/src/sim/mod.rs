@@ -13,12 +13,12 @@ use crate::ws::{
     next_incoming, next_text, tcp_connect, upgrade, upgrade_request, Fail, Incoming, Ws,
 };
 use aegis_gateway::crypto::{random, SigningKey};
-use aegis_gateway::protocol::agent::{Agent, AgentError};
 use aegis_gateway::protocol::envelope::MsgType;
 use aegis_gateway::protocol::payloads::{
     RegistrationChallenge, RegistrationRequest, RegistrationResult,
 };
 use aegis_gateway::protocol::session::Profile;
+use aegis_gateway::testkit::agent::{Agent, AgentError};
 use async_tungstenite::tungstenite::Message;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -379,7 +379,7 @@ pub fn error_kind(body: &[u8]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn expect_channel(o: &aegis_gateway::protocol::agent::Opened, want: &str) -> Result<(), Fail> {
+fn expect_channel(o: &aegis_gateway::testkit::agent::Opened, want: &str) -> Result<(), Fail> {
     match o.envelope.channel.as_str() {
         c if c == want => Ok(()),
         "error" => Err(Fail::Gateway(error_kind(&o.body))),

@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::crypto::{self, SigningKey};
-use crate::protocol::agent::{Agent, AgentError};
 use crate::protocol::payloads::{
     b64, AuthResponse, RegistrationChallenge, RegistrationRequest, RegistrationResult,
 };
 use crate::protocol::replay::NonceCache;
+use crate::testkit::agent::{Agent, AgentError};
 use std::cell::RefCell;
 
 const T0: i64 = 1_700_000_000_000;

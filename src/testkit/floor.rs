@@ -10,11 +10,11 @@
 use crate::crypto::kdf::{derive_v2, Ephemeral, SessionKeys};
 use crate::crypto::SigningKey;
 use crate::crypto::{aead, random, token, verify_batch_parsed, AeadKey, ParsedItem, PublicKey};
-use crate::protocol::agent::Agent;
 use crate::protocol::envelope::{self, Envelope, MsgType};
 use crate::protocol::payloads::{b64, decode_b64_exact, AuthRequest, AuthResponse};
 use crate::protocol::session::Profile;
 use crate::protocol::{frame, sigstr};
+use crate::testkit::agent::Agent;
 use base64::Engine as _;
 
 /// Unix seconds of the floor's timestamps (the floor checks no clock).
