@@ -31,6 +31,7 @@ pub mod admin;
 pub mod config;
 pub mod crypto;
 pub mod metrics;
+pub mod ops;
 pub mod protocol;
 pub mod router;
 pub mod server;
@@ -39,3 +40,4 @@ pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod tls;

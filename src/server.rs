@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::crypto::{keys, SigningKey};
-use crate::router::backend::GatewayBackend;
+use crate::ops::GatewayBackend;
 use crate::shard::{Gateway, GatewayHandle};
 use crate::store::{Store, StoreOptions};
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ pub enum ServeError {
     },
     /// The admin listener.
     #[error("admin listener: {0}")]
-    Admin(String),
+    Admin(#[from] crate::admin::StartError),
     /// Data directory.
     #[error("store at {path}: {source}")]
     Store {
@@ -114,7 +114,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// Cleared when draining starts (`/readyz` answers 503).
     pub ready: Arc<AtomicBool>,
-    admin: crate::shard::Service,
+    admin: crate::admin::Service,
     /// The gateway's public key.
     pub public_key: [u8; 32],
     /// Store handle.
@@ -130,7 +130,7 @@ impl Running {
 
     /// Reloads the TLS certificate and key from their files (SIGHUP): new connections use them,
     /// existing connections keep their session. On error the current certificate stays.
-    pub fn reload_tls(&self) -> Result<(), crate::shard::TlsError> {
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
         match &self.gateway.tls {
             Some(tls) => tls.reload(),
             None => Ok(()),
@@ -194,8 +194,7 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
     } else {
         None
     };
-    let admin = crate::shard::Service::start_admin(admin_cfg.admin_addr, token, backend, admin_tls)
-        .map_err(ServeError::Admin)?;
+    let admin = crate::admin::Service::start(admin_cfg.admin_addr, token, backend, admin_tls)?;
     ready.store(true, Ordering::Release);
     metrics::gauge!(crate::metrics::READY).set(1.0);
     Ok(Running {

@@ -6,8 +6,8 @@
 //! sends `Connection: close` or speaks HTTP/1.0.
 
 use super::api::ApiError;
+use crate::shard::rt::{with_deadline, TcpStream};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// Largest request head (request line + headers + blank line).
@@ -372,17 +372,4 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 enum Fill {
     Timeout,
     Io,
-}
-
-/// Runs `fut` until `deadline`; `None` if the deadline passed first.
-pub async fn with_deadline<T>(
-    deadline: Instant,
-    fut: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        glommio::timer::sleep(left).await;
-        None
-    })
-    .await
 }

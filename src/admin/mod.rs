@@ -2,7 +2,7 @@
 //!
 //! The operator-facing listener of DESIGN.md §4 on `ADMIN_ADDR`: JSON routes under `/api/v1/`
 //! (bearer token), `/metrics`, `/healthz`, `/readyz`, and a Server-Sent Events stream. It runs on
-//! its own glommio executor thread, never on a shard; the business logic lives behind the
+//! its own executor thread ([`Service`]), never on a shard; the business logic lives behind the
 //! [`Backend`] trait, so this module is only HTTP, routing, auth, validation and framing.
 //!
 //! | file | what it is |
@@ -13,6 +13,7 @@
 //! | `query.rs` | query strings and percent-decoding |
 //! | `openapi.rs` | the OpenAPI 3.0.3 document, built in code from the same table |
 //! | `sse.rs` | event-stream framing and loop |
+//! | `service.rs` | the admin executor thread: bind, serve, stop |
 //!
 //! Per connection: read a head (≤ 16 KiB, 10 s deadline for the whole request), resolve auth and
 //! route from the head alone (so an unauthenticated client cannot make us buffer a body), read
@@ -24,10 +25,13 @@ pub mod http;
 pub mod openapi;
 pub mod query;
 pub mod routes;
+mod service;
 pub mod sse;
 
 #[cfg(test)]
 mod tests;
+
+pub use service::{Service, StartError};
 
 pub use api::{
     AgentFilter, AgentPage, AgentStatus, ApiError, BroadcastCounts, BroadcastFailure,
@@ -35,8 +39,9 @@ pub use api::{
     RevokeResponse, SendRequest, SendResponse,
 };
 
+use crate::shard::rt::{self, TcpListener, TcpStream};
+use crate::tls::TlsConfig;
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::{TcpListener, TcpStream};
 use http::{Conn, ReadError, Response};
 use routes::{Reply, TokenCheck};
 use std::cell::Cell;
@@ -56,6 +61,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`api::parse_send`] / [`api::parse_broadcast`].
 #[allow(async_fn_in_trait)]
 pub trait Backend: 'static {
+    /// Called once on the admin executor before the first request (the gateway's backend
+    /// starts its periodic maintenance there). Default: nothing.
+    fn on_start(self: &Rc<Self>) {}
     /// `/readyz`: `200 {"status":"ready"}` when true, else `503 {"status":"draining"}`.
     fn ready(&self) -> bool;
     /// The `/metrics` body (Prometheus text format 0.0.4).
@@ -98,7 +106,7 @@ pub async fn serve_tls<B: Backend>(
     listener: TcpListener,
     token: Rc<str>,
     backend: Rc<B>,
-    tls: Option<std::sync::Arc<crate::shard::TlsConfig>>,
+    tls: Option<std::sync::Arc<TlsConfig>>,
 ) {
     let opts = Options {
         tls,
@@ -125,7 +133,7 @@ pub async fn serve_with<B: Backend>(
 #[derive(Clone)]
 pub(crate) struct Options {
     /// Serve HTTPS with this certificate (`ADMIN_TLS`). Default = plain HTTP.
-    pub tls: Option<std::sync::Arc<crate::shard::TlsConfig>>,
+    pub tls: Option<std::sync::Arc<TlsConfig>>,
     /// Event-stream backend wait. Default = [`SSE_WAIT`].
     pub sse_wait: Duration,
     /// Deadline for one request. Default = [`http::READ_TIMEOUT`].
@@ -162,19 +170,19 @@ pub(crate) async fn serve_opts<B: Backend>(
         match listener.accept().await {
             Ok(stream) => {
                 let ctx = Rc::clone(&ctx);
-                glommio::spawn_local(async move { accept_conn(ctx, stream).await }).detach();
+                rt::spawn(accept_conn(ctx, stream));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "admin accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                rt::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
 struct Ctx<B> {
-    tls: Option<std::sync::Arc<crate::shard::TlsConfig>>,
+    tls: Option<std::sync::Arc<TlsConfig>>,
     token: TokenCheck,
     backend: Rc<B>,
     opts: Options,
@@ -198,7 +206,7 @@ async fn accept_conn<B: Backend>(ctx: Rc<Ctx<B>>, stream: TcpStream) {
         None => serve_conn(ctx, stream).await,
         Some(acceptor) => {
             let deadline = Instant::now() + ctx.opts.read_timeout;
-            if let Some(Ok(tls)) = http::with_deadline(deadline, acceptor.accept(stream)).await {
+            if let Some(Ok(tls)) = rt::with_deadline(deadline, acceptor.accept(stream)).await {
                 serve_conn(ctx, tls).await;
             }
         }

@@ -6,9 +6,10 @@
 //! backend fails; the connection is then closed, never reused.
 
 use super::api::EventItem;
-use super::http::{with_deadline, Conn};
+use super::http::Conn;
 use super::query::EventsQuery;
 use super::Backend;
+use crate::shard::rt::with_deadline;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 use std::time::{Duration, Instant};
 

@@ -1,13 +1,10 @@
-//! Routing of verified agent messages to the backend (the event stream and its store), and the
-//! admin API's operations on the gateway ([`backend::GatewayBackend`]).
+//! Routing of verified agent messages to the backend: the event stream and its store.
 //!
 //! Agent→backend messages (events, status, anomalies, …) are appended to the `events` keyspace,
 //! which the SSE stream of the admin API reads (resumable by event seq). A shard collects the
 //! events of one scheduler round and appends them in one write batch ([`EventBatch`]), so the
 //! store costs one journal write per round, not per message. Heartbeats only update
 //! `last_seen`, at a bounded rate (see `shard::conn`).
-
-pub mod backend;
 
 use crate::protocol::envelope::MsgType;
 use crate::store::{EventRecord, Store};

@@ -15,14 +15,11 @@ mod limits;
 mod listener;
 mod outbox;
 mod presence;
-mod service;
+pub mod rt;
 mod sys;
-mod tls;
 mod ws;
 
 pub use echo::run_echo;
-pub use service::{Service, Sweep};
-pub use tls::{TlsConfig, TlsError};
 
 pub use sys::{block_termination_signals, wait_for_termination, SIGHUP};
 
@@ -33,6 +30,7 @@ use crate::crypto::SigningKey;
 use crate::protocol::replay::NonceCache;
 use crate::protocol::session::Limits;
 use crate::store::Store;
+use crate::tls::{TlsConfig, TlsError};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -165,7 +165,7 @@ impl Backend for Fake {
         let out = match next {
             Some(batch) => Ok(batch),
             None => {
-                glommio::timer::sleep(wait).await;
+                crate::shard::rt::sleep(wait).await;
                 Ok(Vec::new())
             }
         };

@@ -1,5 +1,5 @@
 //! Tests of the admin layer: sans-IO units, and black-box tests over real sockets against a
-//! server on a glommio executor with a fake [`Backend`] that records its calls.
+//! server on an executor thread of its own with a fake [`Backend`] that records its calls.
 
 mod fake;
 mod server;
@@ -21,7 +21,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub calls: Arc<Mutex<Vec<Call>>>,
     stop: Option<futures_channel::oneshot::Sender<()>>,
-    thread: Option<glommio::ExecutorJoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -45,19 +45,16 @@ impl TestServer {
         let fake = Fake::new(Arc::clone(&calls), script);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = futures_channel::oneshot::channel::<()>();
-        let thread = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(64 << 10)
-            .name("admin-test")
-            .spawn(move || async move {
-                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let serve = serve_opts(listener, TOKEN.into(), std::rc::Rc::new(fake), opts);
-                futures_lite::future::or(serve, async {
-                    let _ = stop_rx.await;
-                })
-                .await;
+        let thread = crate::shard::rt::start_thread("admin-test", move || async move {
+            let listener = crate::shard::rt::TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let serve = serve_opts(listener, TOKEN.into(), std::rc::Rc::new(fake), opts);
+            futures_lite::future::or(serve, async {
+                let _ = stop_rx.await;
             })
-            .unwrap();
+            .await;
+        })
+        .unwrap();
         let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         TestServer {
             addr,

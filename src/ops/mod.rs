@@ -1,6 +1,8 @@
-//! The admin API's operations on the running gateway: send, broadcast, status, list, revoke,
-//! message status and the event stream (DESIGN §4). Runs on the admin executor, never on a shard:
-//! store writes and the broadcast fan-out cost the shards one control message each.
+//! The fleet operations behind the admin API: send, broadcast, status, list, revoke, message
+//! status and the event stream (DESIGN §4), over the fleet state and the running shards; and
+//! the periodic maintenance of the fleet state (expiry, retention). Runs on the admin executor,
+//! never on a shard: store writes and the broadcast fan-out cost the shards one control message
+//! each.
 
 use crate::admin::api::{
     AgentFilter, AgentPage, AgentStatus, ApiError, BroadcastFailure, BroadcastRequest,
@@ -12,7 +14,7 @@ use crate::config::Config;
 use crate::protocol::channel::{self, BackendKind, Channel};
 use crate::protocol::envelope::MsgType;
 use crate::protocol::payloads::server_time;
-use crate::shard::{Command, DeliverError, DeliveryOutcome, GatewayHandle};
+use crate::shard::{rt, Command, DeliverError, DeliveryOutcome, GatewayHandle};
 use crate::store::{
     channel_matches, AgentRecord, NewMessage, QueueError, QueuedMessage, Store, StoreError,
 };
@@ -209,7 +211,20 @@ fn matches_fields(rec: &AgentRecord, filter: Option<&AgentFilter>) -> bool {
         && eq(&f.agent_version, Some(rec.version.as_str()))
 }
 
+/// How often the maintenance sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 impl Backend for GatewayBackend {
+    fn on_start(self: &std::rc::Rc<Self>) {
+        let me = std::rc::Rc::clone(self);
+        rt::spawn(async move {
+            loop {
+                rt::sleep(SWEEP_EVERY).await;
+                me.sweep();
+            }
+        });
+    }
+
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
@@ -471,7 +486,7 @@ impl Backend for GatewayBackend {
             if std::time::Instant::now() >= deadline {
                 return Ok(Vec::new());
             }
-            glommio::timer::sleep(Duration::from_millis(25)).await;
+            rt::sleep(Duration::from_millis(25)).await;
         }
     }
 }
@@ -481,8 +496,10 @@ pub const EVENTS_KEPT: u64 = 1_000_000;
 /// How long final delivery records stay visible in `GET /api/v1/messages/{id}`.
 pub const MESSAGE_RETENTION_S: i64 = 7 * 86_400;
 
-impl crate::shard::Sweep for GatewayBackend {
-    fn sweep(&self) {
+impl GatewayBackend {
+    /// Maintenance, bounded work per call: expiry of queued commands every call, retention of
+    /// the event log and of final delivery records once a minute.
+    pub fn sweep(&self) {
         if self.store.fault().is_some() {
             return; // a failed store refuses writes; it reopens by itself
         }

@@ -1,4 +1,4 @@
-//! TLS for `wss://`: rustls with the ring provider over glommio streams, and certificate reload
+//! TLS for `wss://` (and `ADMIN_TLS`): rustls with the ring provider over any async stream, and certificate reload
 //! (SIGHUP) without dropping agents: new connections use the new certificate, existing ones keep
 //! their session.
 
