@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::crypto::{keys, SigningKey};
 use crate::ops::GatewayBackend;
 use crate::shard::{Gateway, GatewayHandle};
-use crate::store::{Store, StoreOptions};
+use crate::store::{Fleet, Store, StoreOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,11 +181,12 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         );
     }
     let admin_cfg = config.clone();
-    let gateway = Gateway::start(config, store.clone(), key)?;
+    let fleet: Arc<dyn Fleet> = Arc::new(store.clone());
+    let gateway = Gateway::start(config, Arc::clone(&fleet), key)?;
     let ready = Arc::new(AtomicBool::new(false));
     let backend = GatewayBackend {
         handle: gateway.handle(),
-        store: store.clone(),
+        fleet,
         config: admin_cfg.clone(),
         ready: Arc::clone(&ready),
     };

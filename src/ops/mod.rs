@@ -1,43 +1,51 @@
-//! The fleet operations behind the admin API: send, broadcast, status, list, revoke, message
-//! status and the event stream (DESIGN §4), over the fleet state and the running shards; and
-//! the periodic maintenance of the fleet state (expiry, retention). Runs on the admin executor,
-//! never on a shard: store writes and the broadcast fan-out cost the shards one control message
-//! each.
+//! The fleet operations behind the admin API (DESIGN §4): send, broadcast, status, list, revoke,
+//! message status and the event stream, over the fleet state ([`Fleet`]) and the running shards
+//! ([`GatewayHandle`]); and the periodic maintenance of the fleet state. Runs on the admin
+//! executor, never on a shard: state writes and the broadcast fan-out cost the shards one control
+//! message each.
+//!
+//! An agent connected to this node is reached through the shards; one connected to another node
+//! of a cluster through the fleet state ([`Fleet::deliver_elsewhere`] and friends, which say
+//! "nowhere" on a single node). This module never asks which backend runs.
+//!
+//! | file | what it is |
+//! |---|---|
+//! | `mod.rs` | [`GatewayBackend`], `{id}` resolution, storage errors as API errors, live sessions |
+//! | `commands.rs` | `send` and `broadcast` |
+//! | `agents.rs` | status, listing, revocation |
+//! | `events.rs` | message status, the event stream, maintenance |
+
+mod agents;
+mod commands;
+mod events;
 
 use crate::admin::api::{
-    AgentFilter, AgentPage, AgentStatus, ApiError, BroadcastFailure, BroadcastRequest,
-    BroadcastResponse, Delivery, EventItem, ListQuery, MessageStatusResponse, RevokeResponse,
-    SendRequest, SendResponse,
+    AgentPage, AgentStatus, ApiError, BroadcastRequest, BroadcastResponse, EventItem, ListQuery,
+    MessageStatusResponse, RevokeResponse, SendRequest, SendResponse,
 };
 use crate::admin::Backend;
 use crate::config::Config;
-use crate::protocol::channel::{self, BackendKind, Channel};
-use crate::protocol::envelope::MsgType;
-use crate::protocol::payloads::server_time;
-use crate::shard::{rt, Command, DeliverError, DeliveryOutcome, GatewayHandle};
-use crate::store::{
-    channel_matches, AgentRecord, NewMessage, QueueError, QueuedMessage, Store, StoreError,
-};
+use crate::shard::{rt, GatewayHandle};
+use crate::store::{AgentRecord, Command, DeliverError, Fleet, SessionInfo, StoreError};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Default command priority (0..=9, higher first).
-const DEFAULT_PRIORITY: u8 = 5;
-/// Records read per page while scanning agents for a broadcast.
-const SCAN_PAGE: usize = 5_000;
-
 /// The gateway side of the admin API.
 pub struct GatewayBackend {
-    /// Shards.
+    /// Shards of this node.
     pub handle: GatewayHandle,
-    /// Persistence.
-    pub store: Store,
+    /// The fleet state.
+    pub fleet: Arc<dyn Fleet>,
     /// Configuration (TTL, retries, queue bound).
     pub config: Config,
     /// Cleared when the gateway starts draining.
     pub ready: Arc<AtomicBool>,
 }
+
+/// How often the maintenance sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 fn now_s() -> i64 {
     crate::shard::now_ms() / 1000
@@ -47,12 +55,17 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("storage error: {e}"))
 }
 
-/// The API error for a store error: `507 insufficient_storage` when the disk is full (the
-/// error says so, or the store failed for that reason), `503 storage_unavailable` for other
-/// storage faults (the store failed or is reopening), `500 internal` for the rest (damaged
+/// What a refused send did not do.
+const NOT_QUEUED: &str = "the command was not queued";
+/// What a failed read did not do.
+const NOT_READ: &str = "nothing was read";
+
+/// The API error for a fleet-state error: `507 insufficient_storage` when the disk is full (the
+/// error says so, or the state failed for that reason), `503 storage_unavailable` for other
+/// storage faults (failed, reopening, unreachable), `500 internal` for the rest (damaged
 /// records). `outcome` says what did not happen.
-fn store_error(store: &Store, e: &StoreError, outcome: &str) -> ApiError {
-    let full = e.is_disk_full() || (e.is_fault() && store.fault().is_some_and(|f| f.disk_full));
+fn store_error(fleet: &dyn Fleet, e: &StoreError, outcome: &str) -> ApiError {
+    let full = e.is_disk_full() || (e.is_fault() && fleet.fault().is_some_and(|f| f.disk_full));
     if full {
         ApiError::insufficient_storage(format!(
             "storage is full ({e}); {outcome}. The gateway accepts commands again by itself \
@@ -65,51 +78,31 @@ fn store_error(store: &Store, e: &StoreError, outcome: &str) -> ApiError {
     }
 }
 
-/// What a refused send did not do.
-const NOT_QUEUED: &str = "the command was not queued";
-/// What a failed read did not do.
-const NOT_READ: &str = "nothing was read";
-
-/// A command for the shards: the queue record's id and seq with the command's JSON (records
-/// returned by a bulk enqueue carry no payload, so it is passed separately).
-fn command(q: &QueuedMessage, kind: BackendKind, msg_type: MsgType, payload: &str) -> Command {
-    Command {
-        message_id: q.message_id.clone(),
-        kind,
-        msg_type,
-        message_json: payload.as_bytes().to_vec(),
-        seq: q.seq,
-    }
-}
-
-fn parse_message_type(t: Option<&str>) -> Result<MsgType, ApiError> {
-    match t.unwrap_or("request") {
-        "request" => Ok(MsgType::Request),
-        "event" => Ok(MsgType::Event),
-        other => Err(ApiError::bad_request(
-            "invalid_request",
-            format!("message_type must be request or event, not {other:?}"),
-        )),
-    }
-}
-
 impl GatewayBackend {
+    /// [`store_error`] for a failed read.
+    fn read_error(&self, e: StoreError) -> ApiError {
+        store_error(&*self.fleet, &e, NOT_READ)
+    }
+
     /// Resolves `{id}`: an agent uid, or a host_id held by exactly one active uid.
-    fn resolve(&self, id: &str) -> Result<AgentRecord, ApiError> {
-        let read_error = |e: StoreError| store_error(&self.store, &e, NOT_READ);
-        if let Some(rec) = self.store.get_agent(id).map_err(read_error)? {
+    async fn resolve(&self, id: &str) -> Result<AgentRecord, ApiError> {
+        let fleet = &*self.fleet;
+        if let Some(rec) = fleet.get_agent(id).await.map_err(|e| self.read_error(e))? {
             return Ok(rec);
         }
-        let uids = self.store.uids_for_host(id).map_err(read_error)?;
+        let uids = fleet
+            .uids_for_host(id)
+            .await
+            .map_err(|e| self.read_error(e))?;
         match uids.as_slice() {
             [] => Err(ApiError::not_found(
                 "agent_not_found",
                 format!("no registered agent with uid or host_id {id:?}"),
             )),
-            [uid] => self
-                .store
+            [uid] => fleet
                 .get_agent(uid)
-                .map_err(read_error)?
+                .await
+                .map_err(|e| self.read_error(e))?
                 .ok_or_else(|| ApiError::not_found("agent_not_found", "agent was just revoked")),
             many => Err(ApiError::conflict(
                 "ambiguous_host_id",
@@ -122,105 +115,47 @@ impl GatewayBackend {
         }
     }
 
-    fn new_message(
-        &self,
-        kind: BackendKind,
-        msg_type: MsgType,
-        payload: String,
-        priority: u8,
-        ttl_s: i64,
-    ) -> NewMessage {
-        NewMessage {
-            message_id: crate::crypto::random::uuid_v4(),
-            kind: kind.as_str().to_string(),
-            message_type: msg_type.as_str().to_string(),
-            payload,
-            priority,
-            ttl_s,
-            max_retries: self.config.message_retry_attempts,
+    /// The live sessions of `uids`, in order: on this node's shards, else on another node.
+    async fn sessions(&self, uids: &[String]) -> Vec<Option<SessionInfo>> {
+        let mut live = self.handle.sessions(uids).await;
+        let missing: Vec<usize> = (0..uids.len()).filter(|&i| live[i].is_none()).collect();
+        if missing.is_empty() {
+            return live;
+        }
+        let ask: Vec<String> = missing.iter().map(|&i| uids[i].clone()).collect();
+        let elsewhere = self.fleet.sessions_elsewhere(&ask).await;
+        for (i, s) in missing.into_iter().zip(elsewhere) {
+            live[i] = s;
+        }
+        live
+    }
+
+    /// Writes `cmd` to agent `uid` wherever it is connected.
+    async fn deliver(&self, uid: &str, cmd: Command) -> Result<(), DeliverError> {
+        match self.handle.deliver(uid, cmd.clone()).await {
+            Err(DeliverError::NotConnected) => self.fleet.deliver_elsewhere(uid, &cmd).await,
+            other => other,
         }
     }
 
-    fn ttl_s(&self, requested: Option<u64>) -> i64 {
-        requested
-            .map(|t| i64::try_from(t).unwrap_or(i64::MAX))
-            .unwrap_or_else(|| i64::try_from(self.config.message_ttl.as_secs()).unwrap_or(i64::MAX))
-    }
-
-    async fn status_of(
-        &self,
-        rec: AgentRecord,
-        live: Option<crate::shard::SessionInfo>,
-    ) -> AgentStatus {
-        let channels = self.store.channels_of(&rec.agent_uid).unwrap_or_default();
-        let queue_depth = self.store.queue_depth(&rec.agent_uid).unwrap_or(0);
-        AgentStatus {
-            agent_id: rec.agent_uid,
-            host_id: rec.host_id,
-            connected: live.is_some(),
-            last_seen: server_time(rec.last_seen),
-            channels,
-            session_expires: live.map(|s| server_time(s.session_expires)),
-            protocol: live.map(|s| format!("v{}", s.profile)),
-            queue_depth,
+    /// One maintenance pass of the fleet state (see [`Fleet::sweep`]).
+    async fn sweep(&self) {
+        let expired = self.fleet.sweep(now_s()).await;
+        if expired > 0 {
+            metrics::counter!(crate::metrics::DELIVERIES, "status" => "expired")
+                .increment(expired as u64);
+            tracing::debug!(expired, "expired queued commands");
         }
-    }
-
-    /// Every registered agent matching `filter` (ids, or platform/version fields).
-    fn matching_agents(&self, filter: Option<&AgentFilter>) -> Result<Vec<AgentRecord>, ApiError> {
-        let read_error = |e: StoreError| store_error(&self.store, &e, NOT_READ);
-        if let Some(uids) = filter.and_then(|f| f.agent_uids.as_ref()) {
-            let mut out = Vec::with_capacity(uids.len());
-            for uid in uids {
-                if let Some(rec) = self.store.get_agent(uid).map_err(read_error)? {
-                    if matches_fields(&rec, filter) {
-                        out.push(rec);
-                    }
-                }
-            }
-            return Ok(out);
-        }
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_agents(cursor.as_deref(), SCAN_PAGE)
-                .map_err(read_error)?;
-            let last = page.last().map(|r| r.agent_uid.clone());
-            out.extend(page.into_iter().filter(|r| matches_fields(r, filter)));
-            match last {
-                Some(l) => cursor = Some(l),
-                None => break,
-            }
-        }
-        Ok(out)
     }
 }
-
-fn field<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
-    v.get(k).and_then(|x| x.as_str())
-}
-
-fn matches_fields(rec: &AgentRecord, filter: Option<&AgentFilter>) -> bool {
-    let Some(f) = filter else { return true };
-    let eq =
-        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    eq(&f.os, field(&rec.platform, "os"))
-        && eq(&f.arch, field(&rec.platform, "arch"))
-        && eq(&f.agent_version, Some(rec.version.as_str()))
-}
-
-/// How often the maintenance sweep runs.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Backend for GatewayBackend {
-    fn on_start(self: &std::rc::Rc<Self>) {
-        let me = std::rc::Rc::clone(self);
+    fn on_start(self: &Rc<Self>) {
+        let me = Rc::clone(self);
         rt::spawn(async move {
             loop {
                 rt::sleep(SWEEP_EVERY).await;
-                me.sweep();
+                me.sweep().await;
             }
         });
     }
@@ -234,216 +169,27 @@ impl Backend for GatewayBackend {
     }
 
     async fn agent_status(&self, id: &str) -> Result<AgentStatus, ApiError> {
-        let rec = self.resolve(id)?;
-        let live = self.handle.session_info(&rec.agent_uid).await;
-        Ok(self.status_of(rec, live).await)
+        self.status(id).await
     }
 
     async fn list_agents(&self, q: ListQuery) -> Result<AgentPage, ApiError> {
-        let page = self
-            .store
-            .list_agents(q.cursor.as_deref(), q.limit)
-            .map_err(|e| store_error(&self.store, &e, NOT_READ))?;
-        let next_cursor = (page.len() == q.limit)
-            .then(|| page.last().map(|r| r.agent_uid.clone()))
-            .flatten();
-        let uids: Vec<String> = page.iter().map(|r| r.agent_uid.clone()).collect();
-        let live = self.handle.sessions(&uids).await;
-        let mut agents = Vec::with_capacity(page.len());
-        for (rec, live) in page.into_iter().zip(live) {
-            if q.connected.is_some_and(|want| want != live.is_some()) {
-                continue;
-            }
-            agents.push(self.status_of(rec, live).await);
-        }
-        Ok(AgentPage {
-            agents,
-            next_cursor,
-        })
+        self.list(q).await
     }
 
     async fn send(&self, id: &str, req: SendRequest) -> Result<SendResponse, ApiError> {
-        let rec = self.resolve(id)?;
-        let uid = rec.agent_uid.clone();
-        let kind = match channel::parse(&req.channel) {
-            Ok(Channel::Backend { id: None, kind }) => kind,
-            Ok(Channel::Backend {
-                id: Some(cid),
-                kind,
-            }) if cid == uid
-                || cid == id
-                || self.resolve(cid).is_ok_and(|r| r.agent_uid == uid) =>
-            {
-                kind
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_channel",
-                    format!("channel must be backend.{{kind}} or backend.{uid}.{{kind}}"),
-                ))
-            }
-        };
-        let msg_type = parse_message_type(req.message_type.as_deref())?;
-        let payload = serde_json::to_string(&req.message).map_err(internal)?;
-        let new = self.new_message(
-            kind,
-            msg_type,
-            payload,
-            req.priority.unwrap_or(DEFAULT_PRIORITY),
-            self.ttl_s(req.ttl_seconds),
-        );
-        // Answered only once the command is on disk; refused (and never delivered) otherwise.
-        let queued = match self
-            .store
-            .enqueue_durable(&uid, &new, now_s(), self.config.message_queue_size)
-            .await
-        {
-            Ok(q) => q,
-            Err(QueueError::Full { depth }) => {
-                return Err(ApiError::new(
-                    429,
-                    "queue_full",
-                    format!("agent {uid} already has {depth} queued commands (MESSAGE_QUEUE_SIZE)"),
-                ))
-            }
-            Err(QueueError::Store(e)) => return Err(store_error(&self.store, &e, NOT_QUEUED)),
-            Err(e) => return Err(internal(e)),
-        };
-        let status = match self
-            .handle
-            .deliver(&uid, command(&queued, kind, msg_type, &new.payload))
-            .await
-        {
-            Ok(DeliveryOutcome::Written) | Err(DeliverError::NotPending) => "sent",
-            Err(_) => "queued",
-        };
-        Ok(SendResponse {
-            message_id: queued.message_id,
-            status: status.to_string(),
-            error: None,
-        })
+        self.send_one(id, req).await
     }
 
     async fn broadcast(&self, req: BroadcastRequest) -> Result<BroadcastResponse, ApiError> {
-        let kind = match channel::parse(&req.channel) {
-            Ok(Channel::Backend { id: None, kind }) => kind,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_channel",
-                    "a broadcast channel is backend.{kind}",
-                ))
-            }
-        };
-        let msg_type = parse_message_type(req.message_type.as_deref())?;
-        let payload = serde_json::to_string(&req.message).map_err(internal)?;
-        let include_offline = req.include_offline.unwrap_or(false);
-        let targets = self.matching_agents(req.agent_filter.as_ref())?;
-        let uids: Vec<String> = targets.into_iter().map(|r| r.agent_uid).collect();
-        let live = self.handle.sessions(&uids).await;
-        let chosen: Vec<(String, bool)> = uids
-            .into_iter()
-            .zip(live)
-            .map(|(u, l)| (u, l.is_some()))
-            .filter(|(_, connected)| *connected || include_offline)
-            .collect();
-        let template =
-            self.new_message(kind, msg_type, payload, DEFAULT_PRIORITY, self.ttl_s(None));
-        let message_id = template.message_id.clone();
-        let items: Vec<(String, NewMessage)> = chosen
-            .iter()
-            .map(|(u, _)| (u.clone(), template.clone()))
-            .collect();
-        let results = self
-            .store
-            .enqueue_many_durable(&items, now_s(), self.config.message_queue_size)
-            .await
-            .map_err(|e| store_error(&self.store, &e, "the broadcast was not queued"))?;
-        let mut failed = Vec::new();
-        let mut deliveries = Vec::new();
-        let mut queued = Vec::new();
-        for ((uid, connected), result) in chosen.into_iter().zip(results) {
-            match result {
-                Ok(q) if connected => {
-                    deliveries.push((uid, command(&q, kind, msg_type, &template.payload)))
-                }
-                Ok(_) => queued.push(uid),
-                Err(QueueError::Full { .. }) => failed.push(BroadcastFailure {
-                    agent_uid: uid,
-                    error: "queue_full".into(),
-                }),
-                Err(e) => failed.push(BroadcastFailure {
-                    agent_uid: uid,
-                    error: e.to_string(),
-                }),
-            }
-        }
-        let outcomes = futures_util::future::join_all(
-            deliveries
-                .iter()
-                .map(|(uid, cmd)| self.handle.deliver(uid, cmd.clone())),
-        )
-        .await;
-        let mut sent_to = Vec::new();
-        for ((uid, _), outcome) in deliveries.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(_) | Err(DeliverError::NotPending) => sent_to.push(uid),
-                Err(_) => queued.push(uid),
-            }
-        }
-        Ok(BroadcastResponse::new(message_id, sent_to, queued, failed))
+        self.send_all(req).await
     }
 
     async fn message_status(&self, message_id: &str) -> Result<MessageStatusResponse, ApiError> {
-        let records = self
-            .store
-            .message_status(message_id)
-            .map_err(|e| store_error(&self.store, &e, NOT_READ))?;
-        if records.is_empty() {
-            return Err(ApiError::not_found(
-                "message_not_found",
-                format!("no message {message_id:?}"),
-            ));
-        }
-        Ok(MessageStatusResponse {
-            message_id: message_id.to_string(),
-            deliveries: records
-                .into_iter()
-                .map(|q| Delivery {
-                    agent_uid: q.agent_uid,
-                    status: q.status.as_str().to_string(),
-                    retry_count: q.retry_count,
-                    max_retries: q.max_retries,
-                    attempts: q.attempts.iter().map(|a| server_time(a.at)).collect(),
-                    created_at: server_time(q.created_at),
-                    expires_at: server_time(q.expires_at),
-                    updated_at: server_time(q.updated_at),
-                    error: q.error,
-                })
-                .collect(),
-        })
+        self.status_of_message(message_id).await
     }
 
     async fn revoke(&self, id: &str) -> Result<RevokeResponse, ApiError> {
-        let rec = self.resolve(id)?;
-        let uid = rec.agent_uid;
-        let not_revoked = |e: StoreError| {
-            store_error(
-                &self.store,
-                &e,
-                "the revocation is not durable (it may be partly applied); retry it",
-            )
-        };
-        self.store.remove_agent(&uid).map_err(not_revoked)?;
-        self.store
-            .revoke_queue(&uid, now_s())
-            .map_err(not_revoked)?;
-        self.store.sync().await.map_err(not_revoked)?;
-        let disconnected = self.handle.revoke(&uid).await;
-        Ok(RevokeResponse {
-            agent_uid: uid,
-            revoked: true,
-            disconnected,
-        })
+        self.revoke_agent(id).await
     }
 
     async fn next_events(
@@ -453,119 +199,9 @@ impl Backend for GatewayBackend {
         limit: usize,
         wait: Duration,
     ) -> Result<Vec<EventItem>, ApiError> {
-        let deadline = std::time::Instant::now() + wait;
-        let mut cursor = after;
-        loop {
-            let batch = self
-                .store
-                .events_after(cursor, limit.max(1) * 4)
-                .map_err(|e| store_error(&self.store, &e, NOT_READ))?;
-            let scanned_to = batch.last().map(|e| e.seq);
-            let items: Vec<EventItem> = batch
-                .into_iter()
-                .filter(|e| channel_matches(pattern, &e.channel))
-                .take(limit)
-                .map(|e| EventItem {
-                    seq: e.seq,
-                    channel: e.channel,
-                    agent_uid: e.agent_uid,
-                    message_type: e.message_type,
-                    id: e.id,
-                    body: serde_json::from_str(&e.body)
-                        .unwrap_or(serde_json::Value::String(e.body)),
-                    at: server_time(e.at),
-                })
-                .collect();
-            if !items.is_empty() {
-                return Ok(items);
-            }
-            if let Some(s) = scanned_to {
-                cursor = s;
-                continue;
-            }
-            if std::time::Instant::now() >= deadline {
-                return Ok(Vec::new());
-            }
-            rt::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-/// Agent messages kept for the event stream.
-pub const EVENTS_KEPT: u64 = 1_000_000;
-/// How long final delivery records stay visible in `GET /api/v1/messages/{id}`.
-pub const MESSAGE_RETENTION_S: i64 = 7 * 86_400;
-
-impl GatewayBackend {
-    /// Maintenance, bounded work per call: expiry of queued commands every call, retention of
-    /// the event log and of final delivery records once a minute.
-    pub fn sweep(&self) {
-        if self.store.fault().is_some() {
-            return; // a failed store refuses writes; it reopens by itself
-        }
-        // Retention, once a minute: bounded event log and delivery history.
-        if now_s() % 60 == 0 {
-            if let Err(e) = self.store.trim_events(EVENTS_KEPT) {
-                tracing::warn!(error = %e, "event retention failed");
-            }
-            if let Err(e) = self
-                .store
-                .purge_terminal(now_s() - MESSAGE_RETENTION_S, 10_000)
-            {
-                tracing::warn!(error = %e, "message retention failed");
-            }
-        }
-        match self.store.expire_due(now_s(), 1_000) {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!(crate::metrics::DELIVERIES, "status" => "expired")
-                    .increment(n as u64);
-                tracing::debug!(expired = n, "expired queued commands");
-            }
-            Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
-        }
+        self.events(after, pattern, limit, wait).await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn enospc() -> StoreError {
-        StoreError::Fjall {
-            context: "t",
-            source: fjall::Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)),
-        }
-    }
-
-    fn poisoned() -> StoreError {
-        StoreError::Fjall {
-            context: "t",
-            source: fjall::Error::Poisoned,
-        }
-    }
-
-    #[test]
-    fn store_errors_map_to_507_503_or_500() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let full = store_error(&store, &enospc(), NOT_QUEUED);
-        assert_eq!((full.status, full.error), (507, "insufficient_storage"));
-        assert!(full.message.contains(NOT_QUEUED), "{}", full.message);
-        let reserve = StoreError::DiskFull {
-            free: 0,
-            reserve: 1,
-        };
-        assert_eq!(store_error(&store, &reserve, NOT_QUEUED).status, 507);
-        let other = store_error(&store, &poisoned(), NOT_QUEUED);
-        assert_eq!((other.status, other.error), (503, "storage_unavailable"));
-        let damaged = StoreError::CorruptKey {
-            keyspace: "queue",
-            key: "k".into(),
-        };
-        assert_eq!(store_error(&store, &damaged, NOT_READ).status, 500);
-        // fjall's Poisoned does not say why: the store's recorded fault does.
-        store.inject_fault(true);
-        assert_eq!(store_error(&store, &poisoned(), NOT_QUEUED).status, 507);
-    }
-}
+mod tests;

@@ -7,7 +7,7 @@
 //! `last_seen`, at a bounded rate (see `shard::conn`).
 
 use crate::protocol::envelope::MsgType;
-use crate::store::{EventRecord, Store};
+use crate::store::EventRecord;
 use std::cell::RefCell;
 
 /// Channels remembered per connection before `channels` writes stop being deduplicated.
@@ -49,20 +49,8 @@ impl EventBatch {
         p.len() >= MAX_EVENT_BATCH
     }
 
-    /// Appends everything pending in one write batch.
-    pub fn flush(&self, store: &Store) {
-        let evs = std::mem::take(&mut *self.pending.borrow_mut());
-        if evs.is_empty() {
-            return;
-        }
-        let n = evs.len();
-        if let Err(e) = store.append_records(evs) {
-            if store.fault().is_some() {
-                // Logged once when the store failed; not once per scheduler round.
-                tracing::debug!(error = %e, dropped = n, "events not recorded");
-            } else {
-                tracing::warn!(error = %e, dropped = n, "events not recorded");
-            }
-        }
+    /// Takes everything pending (to append in one write).
+    pub fn take(&self) -> Vec<EventRecord> {
+        std::mem::take(&mut *self.pending.borrow_mut())
     }
 }

@@ -1,60 +1,11 @@
 //! The thread-safe control handle: backend command delivery into the shards, and shutdown.
 //! Usable from any thread (the admin API, tests); completions wake the caller's executor.
 
-use crate::protocol::channel::BackendKind;
-use crate::protocol::envelope::MsgType;
+use crate::store::{Command, DeliverError, SessionInfo};
 use futures_channel::{mpsc, oneshot};
 
-/// A backend command for one agent.
-#[derive(Debug, Clone)]
-pub struct Command {
-    /// The admin API's message id; the frame's `id` on every attempt.
-    pub message_id: String,
-    /// Backend channel kind.
-    pub kind: BackendKind,
-    /// `request` or `event`.
-    pub msg_type: MsgType,
-    /// The command's JSON text.
-    pub message_json: Vec<u8>,
-    /// Its durable queue seq for this agent; 0 for a command that is not in the queue.
-    pub seq: u64,
-}
-
-/// What happened to a delivered command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    /// Written to the agent's connection (after its handshake).
-    Written,
-}
-
-/// Why a command could not be delivered now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DeliverError {
-    /// No live connection for this agent.
-    #[error("agent is not connected")]
-    NotConnected,
-    /// The connection closed before the command was written.
-    #[error("connection closed before the command was written")]
-    Closed,
-    /// The gateway is shutting down.
-    #[error("gateway is shutting down")]
-    ShuttingDown,
-    /// The queued command is no longer pending (delivered, expired, failed or revoked).
-    #[error("command is no longer pending")]
-    NotPending,
-}
-
-/// What the admin API shows of a live session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// 1 or 2.
-    pub profile: u8,
-    /// Unix seconds at which its session token expires.
-    pub session_expires: i64,
-}
-
 /// A reply slot for a delivery.
-pub(crate) type DeliverReply = oneshot::Sender<Result<DeliveryOutcome, DeliverError>>;
+pub(crate) type DeliverReply = oneshot::Sender<Result<(), DeliverError>>;
 
 /// Messages from outside into a shard.
 pub(crate) enum Control {
@@ -121,11 +72,7 @@ impl GatewayHandle {
 
     /// Writes `cmd` to the live connection of `identity` (a uid, or `agent_id#public_key`),
     /// sealed or encrypted for its profile. Waits for the handshake to end if it is in progress.
-    pub async fn deliver(
-        &self,
-        identity: &str,
-        cmd: Command,
-    ) -> Result<DeliveryOutcome, DeliverError> {
+    pub async fn deliver(&self, identity: &str, cmd: Command) -> Result<(), DeliverError> {
         let (reply, rx) = oneshot::channel();
         self.owner(identity)
             .unbounded_send(Control::Deliver {

@@ -1,11 +1,14 @@
 //! A WebSocket echo endpoint for protocol compliance runs (Autobahn `fuzzingclient`), built on
 //! the production connection pieces: the same upgrade response, WebSocket stream
-//! ([`super::ws::WsStream`]: framing, error mapping to 1002/1007/1009, close handshake) and
-//! ping/close handling as agent connections. It accepts any
+//! ([`super::ws::WsStream`]: framing, error mapping to 1002/1007/1009, close handshake) and the
+//! same read handling as agent connections (`conn::frames::on_read`: pings, closes, framing
+//! errors), with an endpoint that echoes data messages. It accepts any
 //! WebSocket upgrade on any path (no Aegis headers), so it is only reachable through the hidden
 //! `aegis-gateway ws-echo` command, never from `serve`.
 
-use super::ws::{Read, WsStream};
+use super::conn::frames::{on_read, Endpoint};
+use super::conn::Reason;
+use super::ws::WsStream;
 use crate::config::Config;
 use crate::protocol::upgrade;
 use crate::protocol::ws::{self, Incoming};
@@ -13,7 +16,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// Serves the echo endpoint on `addr` on the current thread until the process ends.
 pub fn run_echo(addr: SocketAddr, config: Config) -> std::io::Result<()> {
@@ -80,36 +83,35 @@ async fn echo(mut stream: TcpStream, config: &Config) {
     {
         return;
     }
-    let mut ws = WsStream::new(stream, config.max_message_size);
-    let mut read = ws.feed(buf.get(consumed..).unwrap_or_default());
+    let mut echo = Echo(WsStream::new(stream, config.max_message_size));
+    let mut read = echo.0.feed(buf.get(consumed..).unwrap_or_default());
     drop(buf);
-    loop {
-        let (msgs, result) = match read {
-            Read::Frames(msgs, result) => (msgs, result),
-            Read::Eof | Read::Failed => return,
-        };
-        for m in msgs {
-            let sent = match m {
-                Incoming::Text(data) => ws.write_frame(&ws::text(&data)).await,
-                Incoming::Binary(data) => {
-                    ws.write_frame(&ws::encode(OpCode::Data(Data::Binary), &data))
-                        .await
-                }
-                Incoming::Ping(payload) => ws.send_control(Control::Pong, &payload).await,
-                Incoming::Pong => Ok(()),
-                Incoming::Close(close) => {
-                    ws.answer_close(close).await;
-                    return;
-                }
+    while on_read(&mut echo, read).await.is_none() {
+        read = echo.0.read().await;
+    }
+}
+
+/// The echo endpoint: every data message goes back as it came.
+struct Echo(WsStream<TcpStream>);
+
+impl Endpoint for Echo {
+    type Stream = TcpStream;
+
+    fn ws(&mut self) -> &mut WsStream<TcpStream> {
+        &mut self.0
+    }
+
+    async fn messages(&mut self, run: Vec<Incoming>) -> Option<Reason> {
+        for m in run {
+            let frame = match m {
+                Incoming::Text(data) => ws::text(&data),
+                Incoming::Binary(data) => ws::encode(OpCode::Data(Data::Binary), &data),
+                _ => continue,
             };
-            if sent.is_err() {
-                return;
+            if self.0.write_frame(&frame).await.is_err() {
+                return Some("write failed");
             }
         }
-        if let Err(e) = result {
-            ws.close(e.close_code(), e.reason()).await;
-            return;
-        }
-        read = ws.read().await;
+        None
     }
 }

@@ -2,7 +2,8 @@
 
 use super::conn;
 use super::control::Control;
-use super::presence::{MeshMsg, ShardCtx};
+use super::ctx::ShardCtx;
+use super::mesh::MeshMsg;
 use super::sys::OwnedSocket;
 use super::{owner_of, Shared};
 use crate::protocol::session::Session;

@@ -10,10 +10,11 @@
 mod batch;
 mod conn;
 mod control;
+mod ctx;
 mod echo;
 mod limits;
 mod listener;
-mod outbox;
+mod mesh;
 mod presence;
 pub mod rt;
 mod sys;
@@ -23,13 +24,14 @@ pub use echo::run_echo;
 
 pub use sys::{block_termination_signals, wait_for_termination, SIGHUP};
 
-pub use control::{Command, DeliverError, DeliveryOutcome, GatewayHandle, SessionInfo, ShardStats};
+pub use crate::store::{Command, DeliverError, SessionInfo};
+pub use control::{GatewayHandle, ShardStats};
 
 use crate::config::Config;
 use crate::crypto::SigningKey;
 use crate::protocol::replay::NonceCache;
 use crate::protocol::session::Limits;
-use crate::store::Store;
+use crate::store::Fleet;
 use crate::tls::{TlsConfig, TlsError};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::net::SocketAddr;
@@ -46,8 +48,8 @@ pub struct Shared {
     pub limits: Limits,
     /// M1 replay cache (touched once per handshake, never per message).
     pub nonces: Mutex<NonceCache>,
-    /// Persistence.
-    pub store: Store,
+    /// The fleet state (embedded store, or the cluster's).
+    pub fleet: Arc<dyn Fleet>,
     /// Number of shards.
     pub shards: usize,
     /// Upgraded connections across all shards (checked against `MAX_CONNECTIONS`; touched once
@@ -105,7 +107,11 @@ pub fn owner_of(id: &str, shards: usize) -> usize {
 
 impl Gateway {
     /// Starts `shards` executors serving agents on the configured address.
-    pub fn start(config: Config, store: Store, key: SigningKey) -> Result<Gateway, StartError> {
+    pub fn start(
+        config: Config,
+        fleet: Arc<dyn Fleet>,
+        key: SigningKey,
+    ) -> Result<Gateway, StartError> {
         let shards = config
             .shards
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -126,7 +132,7 @@ impl Gateway {
             key,
             limits,
             nonces: Mutex::new(NonceCache::new()),
-            store,
+            fleet,
             shards,
             live: std::sync::atomic::AtomicUsize::new(0),
             connect_limiter: limits::ConnectLimiter::from_config(&config_for_limits)

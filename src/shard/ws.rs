@@ -87,15 +87,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         self.stream.flush().await
     }
 
-    /// Writes a ping or pong.
-    pub(super) async fn send_control(
-        &mut self,
-        ctl: Control,
-        payload: &[u8],
-    ) -> std::io::Result<()> {
-        self.write_frame(&ws::control(ctl, payload)).await
-    }
-
     /// Answers the peer's close frame with the same code (RFC 6455 §5.5.1), then closes the
     /// stream.
     pub(super) async fn answer_close(&mut self, close: Option<(u16, String)>) {

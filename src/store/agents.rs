@@ -8,6 +8,7 @@ use super::{
     codec::{self, check_key_part, valid_key_part},
     Engine, FjallContext, LockDomain, Store, StoreError,
 };
+use crate::protocol::session::NewAgent;
 use serde::{Deserialize, Serialize};
 use std::{ops::Bound, sync::atomic::Ordering};
 
@@ -50,6 +51,28 @@ pub struct AgentRecord {
 }
 
 const WHAT: &str = "agent";
+
+impl AgentRecord {
+    /// The record of an agent that completed its registration (`n`) with `public_key`.
+    pub fn registered(n: &NewAgent, public_key: &[u8; 32]) -> AgentRecord {
+        let r = &n.request;
+        AgentRecord {
+            agent_uid: n.agent_uid.clone(),
+            public_key: crate::protocol::payloads::b64(public_key),
+            host_id: r.host_id.clone(),
+            agent_id: n.agent_id.clone(),
+            org_id: r.org_id.clone(),
+            platform: r.platform.clone(),
+            version: r.agent_version.clone(),
+            capabilities: r.capabilities.clone(),
+            network: r.network.clone(),
+            token_hash: n.token_hash.clone(),
+            registered_at: n.registered_at,
+            last_seen: n.registered_at,
+            profile: n.profile,
+        }
+    }
+}
 
 /// The record of `uid` on `engine`.
 fn read_agent(engine: &Engine, uid: &str) -> Result<Option<AgentRecord>, StoreError> {

@@ -1,5 +1,7 @@
-//! Persistence on fjall: agents, their host index, pending registrations, the durable command
-//! queue with delivery status, channels, the event log, and group commit.
+//! The fleet state: the interface every other module uses ([`Fleet`], in [`fleet`]) and its
+//! single-node backend, the embedded fjall [`Store`] (this module and its files): agents, their
+//! host index, pending registrations, the durable command queue with delivery status, channels,
+//! the event log, and group commit. The cluster backend (NATS JetStream) is `crate::cluster`.
 //!
 //! One [`Store`] is opened per process and cloned into every shard (`Clone + Send + Sync`, an
 //! `Arc` inside). Writes go to fjall's journal and OS buffers at once (cheap, no fsync);
@@ -24,7 +26,9 @@ mod agents;
 mod channels;
 pub mod codec;
 mod commit;
+mod embedded;
 mod events;
+pub mod fleet;
 pub mod health;
 mod queue;
 mod recovery;
@@ -33,7 +37,9 @@ mod registrations;
 pub use agents::{AgentRecord, MAX_LIST_LIMIT, MAX_UIDS_PER_HOST};
 pub use channels::{ChannelRecord, MAX_CHANNELS_LISTED, TOUCH_INTERVAL_S};
 pub use commit::SyncWaiter;
+pub use embedded::{EVENTS_KEPT, MESSAGE_RETENTION_S};
 pub use events::{channel_matches, EventRecord, EventScan, NewEvent, StoredEvent, MAX_EVENTS_PAGE};
+pub use fleet::{Command, DeliverError, Fleet, SessionInfo};
 pub use health::{free_bytes, Fault};
 pub use queue::{
     Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT,

@@ -4,6 +4,8 @@ use super::{
     codec::{self, check_key_part, valid_key_part},
     FjallContext, LockDomain, Store, StoreError,
 };
+use crate::protocol::payloads::RegistrationRequest;
+use crate::protocol::session::PendingRecord;
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 
@@ -18,22 +20,11 @@ pub struct Registration {
     pub registration_id: String,
     /// The connection that sent M3; M4 must come on it.
     pub conn_id: u64,
-    /// The M3 (session) public key, base64.
-    pub public_key: String,
-    /// host_id from M3.
-    pub host_id: String,
     /// agent_id of the connection.
     pub agent_id: String,
-    /// org_id from M3.
-    pub org_id: String,
-    /// Platform object from M3.
-    pub platform: serde_json::Value,
-    /// Agent version from M3.
-    pub version: String,
-    /// Capabilities object from M3.
-    pub capabilities: serde_json::Value,
-    /// Network object from M3.
-    pub network: serde_json::Value,
+    /// The M3 as received (its `agent_pubkey` is the session key).
+    #[serde(flatten)]
+    pub request: RegistrationRequest,
     /// The R2 nonce, base64 of 32 bytes.
     pub nonce: String,
     /// The R2 `server_time` string, as signed in M4.
@@ -43,6 +34,19 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The record of the session's pending registration `p`, made on connection `conn_id`.
+    pub fn pending(p: &PendingRecord, conn_id: u64) -> Registration {
+        Registration {
+            registration_id: p.registration_id.clone(),
+            conn_id,
+            agent_id: p.agent_id.clone(),
+            request: p.request.clone(),
+            nonce: p.nonce.clone(),
+            server_time: p.server_time.clone(),
+            expires_at: p.expires_at,
+        }
+    }
+
     /// Whether the registration has expired at `now` (Unix seconds).
     pub fn is_expired(&self, now: i64) -> bool {
         self.expires_at <= now

@@ -8,18 +8,23 @@
 //! the runtime feeds no frame while one is.
 
 mod auth;
+mod feed;
 mod registration;
+mod replies;
 mod steady;
+mod timers;
 
 use crate::crypto::{AeadKey, SigningKey};
-use crate::protocol::channel::BackendKind;
 use crate::protocol::envelope::MsgType;
-use crate::protocol::frame;
 use crate::protocol::replay::NonceCheck;
 use crate::protocol::upgrade::UpgradeRequest;
 use crate::protocol::ErrorKind;
 
+pub use feed::Fed;
 pub use registration::{NewAgent, PendingRecord};
+pub use replies::RATE_LIMITED_CLOSE;
+use replies::{ReplyEncoding, Windows};
+#[cfg(any(test, feature = "testkit"))]
 pub(crate) use steady::parse_seq;
 pub use steady::Parsed;
 
@@ -196,29 +201,6 @@ enum Keys {
     },
 }
 
-/// Counts events in a sliding 60 s window.
-#[derive(Debug, Default)]
-struct Window {
-    times: Vec<i64>,
-}
-
-impl Window {
-    /// Records an event at `now_ms` and returns how many fell in the last 60 s, this one included.
-    fn hit(&mut self, now_ms: i64) -> usize {
-        self.times.retain(|t| now_ms - *t < 60_000);
-        self.times.push(now_ms);
-        self.times.len()
-    }
-}
-
-/// The sliding windows of the per-session failure limits (PROTOCOL §5, §7).
-#[derive(Default)]
-struct Windows {
-    invalid: Window,
-    sig_failures: Window,
-    rate_limited: Window,
-}
-
 enum Phase {
     AwaitAuth,
     Authed,
@@ -392,117 +374,6 @@ impl Session {
         }
     }
 
-    /// Advances timers: auth timeout, end of the handshake grace, session expiry.
-    pub fn tick(&mut self, env: &Env<'_>, now_ms: i64) -> Vec<Action> {
-        let mut out = Vec::new();
-        match self.phase {
-            Phase::Closed => {}
-            Phase::AwaitAuth => {
-                if self.deferred.is_none() && now_ms - self.created_ms >= env.limits.auth_timeout_ms
-                {
-                    self.phase = Phase::Closed;
-                    let f = frame::error_before_auth(
-                        env.key,
-                        ErrorKind::AuthenticationFailed,
-                        "no authentication message within the time allowed",
-                        now_ms / 1000,
-                    );
-                    out.push(Action::Send(f.to_json()));
-                    out.push(Action::Close(
-                        ErrorKind::AuthenticationFailed.code(),
-                        "auth timeout",
-                    ));
-                }
-            }
-            Phase::Authed => {
-                if now_ms >= self.close_at_ms {
-                    self.fatal(
-                        env,
-                        &mut out,
-                        ErrorKind::SessionExpired,
-                        "session expired, authenticate again",
-                        now_ms,
-                    );
-                    return out;
-                }
-                if !self.handshake_over
-                    && self.committing.is_none()
-                    && now_ms - self.last_reply_ms >= env.limits.handshake_grace_ms
-                {
-                    self.end_handshake(&mut out);
-                }
-            }
-        }
-        out
-    }
-
-    /// The next instant (ms) at which [`Session::tick`] has something to do.
-    pub fn next_deadline(&self, limits: &Limits) -> Option<i64> {
-        match self.phase {
-            Phase::Closed => None,
-            Phase::AwaitAuth => Some(self.created_ms + limits.auth_timeout_ms),
-            Phase::Authed => {
-                let mut d = self.close_at_ms;
-                if !self.handshake_over && self.committing.is_none() {
-                    d = d.min(self.last_reply_ms + limits.handshake_grace_ms);
-                }
-                Some(d)
-            }
-        }
-    }
-
-    /// Builds the frame of a backend command for this session's profile (PROTOCOL §7), or `None`
-    /// when the session is not authenticated. `message_json` is the command's JSON text.
-    pub fn command_frame(
-        &mut self,
-        env: &Env<'_>,
-        id: &str,
-        kind: BackendKind,
-        msg_type: MsgType,
-        message_json: &[u8],
-        now_ms: i64,
-    ) -> Option<String> {
-        if !matches!(self.phase, Phase::Authed) {
-            return None;
-        }
-        let ts = now_ms / 1000;
-        match self.keys.as_mut()? {
-            Keys::V1 { key } => {
-                let channel = crate::protocol::channel::v1_backend_channel(kind);
-                let double = crate::protocol::payloads::b64(message_json);
-                let f = frame::v1_encrypted(
-                    env.key,
-                    key,
-                    id.to_string(),
-                    msg_type,
-                    channel,
-                    double.as_bytes(),
-                    ts,
-                );
-                Some(f.to_json())
-            }
-            Keys::V2 { tx, send_seq, .. } => {
-                *send_seq += 1;
-                let channel = crate::protocol::channel::backend_channel(&self.ident, kind);
-                let s = frame::Sealer {
-                    signer: env.key,
-                    aead: tx,
-                    seq: *send_seq,
-                };
-                let f = frame::sealed(
-                    &s,
-                    id.to_string(),
-                    msg_type,
-                    channel,
-                    message_json,
-                    ts,
-                    Vec::new(),
-                );
-                Some(f.to_json())
-            }
-        }
-    }
-
     /// Closes the session for a graceful reason decided by the runtime (e.g. replaced by a newer
     /// connection): sends the error frame when one applies and returns the close. Nothing on a
     /// session that is already closed.
@@ -525,144 +396,6 @@ impl Session {
         }
         out
     }
-
-    // ---- shared helpers -------------------------------------------------------------------
-
-    fn end_handshake(&mut self, out: &mut Vec<Action>) {
-        if !self.handshake_over {
-            self.handshake_over = true;
-            out.push(Action::HandshakeOver);
-        }
-    }
-
-    /// Builds an error frame for an authenticated session (v1 encrypted JSON, v2 sealed).
-    fn error_frame(
-        &mut self,
-        env: &Env<'_>,
-        kind: ErrorKind,
-        message: &str,
-        now_ms: i64,
-    ) -> String {
-        let json = frame::error_json(kind, message, "");
-        self.reply_frame(
-            env,
-            MsgType::Error,
-            "error".to_string(),
-            json.as_bytes(),
-            now_ms,
-            ReplyEncoding::Encrypted,
-        )
-    }
-
-    /// A reply frame of an authenticated session: sealed in v2; in v1 either encrypted (errors,
-    /// commands) or raw JSON text (R2, R3).
-    fn reply_frame(
-        &mut self,
-        env: &Env<'_>,
-        msg_type: MsgType,
-        channel: String,
-        plaintext: &[u8],
-        now_ms: i64,
-        v1: ReplyEncoding,
-    ) -> String {
-        let ts = now_ms / 1000;
-        match self.keys.as_mut() {
-            Some(Keys::V2 { tx, send_seq, .. }) => {
-                *send_seq += 1;
-                let s = frame::Sealer {
-                    signer: env.key,
-                    aead: tx,
-                    seq: *send_seq,
-                };
-                frame::sealed(
-                    &s,
-                    frame::new_id(),
-                    msg_type,
-                    channel,
-                    plaintext,
-                    ts,
-                    Vec::new(),
-                )
-                .to_json()
-            }
-            Some(Keys::V1 { key }) if v1 == ReplyEncoding::Encrypted => frame::v1_encrypted(
-                env.key,
-                key,
-                frame::new_id(),
-                msg_type,
-                channel,
-                plaintext,
-                ts,
-            )
-            .to_json(),
-            _ => frame::plain(
-                env.key,
-                frame::new_id(),
-                msg_type,
-                channel,
-                String::from_utf8_lossy(plaintext).into_owned(),
-                ts,
-            )
-            .to_json(),
-        }
-    }
-
-    /// Reports a non-fatal error: an error frame after the handshake, nothing during it (except
-    /// `registration_failed`). Counts toward the 4008 / 4003 limits; closes when one is reached.
-    fn soft_error(
-        &mut self,
-        env: &Env<'_>,
-        out: &mut Vec<Action>,
-        kind: ErrorKind,
-        message: &str,
-        now_ms: i64,
-    ) {
-        out.push(Action::Rejected(kind));
-        let limit_hit = match kind {
-            ErrorKind::InvalidMessage => self.windows().invalid.hit(now_ms) >= 5,
-            ErrorKind::SignatureVerificationFailed => self.windows().sig_failures.hit(now_ms) >= 3,
-            ErrorKind::RateLimited => self.windows().rate_limited.hit(now_ms) >= RATE_LIMITED_CLOSE,
-            _ => false,
-        };
-        let may_send = self.handshake_over || kind == ErrorKind::RegistrationFailed;
-        if may_send {
-            let f = self.error_frame(env, kind, message, now_ms);
-            out.push(Action::Send(f));
-        }
-        if limit_hit {
-            self.phase = Phase::Closed;
-            out.push(Action::Close(kind.code(), kind.as_str()));
-        }
-    }
-
-    /// A fatal error: the error frame (not during the handshake), then the close.
-    fn fatal(
-        &mut self,
-        env: &Env<'_>,
-        out: &mut Vec<Action>,
-        kind: ErrorKind,
-        message: &str,
-        now_ms: i64,
-    ) {
-        out.push(Action::Rejected(kind));
-        if self.handshake_over || matches!(kind, ErrorKind::SessionExpired | ErrorKind::Replaced) {
-            let f = self.error_frame(env, kind, message, now_ms);
-            out.push(Action::Send(f));
-        }
-        self.phase = Phase::Closed;
-        out.push(Action::Close(kind.code(), kind.as_str()));
-    }
-}
-
-/// `rate_limited` errors within 60 s that count as sustained abuse (close 4007).
-pub const RATE_LIMITED_CLOSE: usize = 10;
-
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum ReplyEncoding {
-    /// v1: ChaCha20-Poly1305 with K, payload base64 of the ciphertext.
-    Encrypted,
-    /// v1: the JSON text as the payload (R2, R3).
-    RawJson,
 }
 
 /// Whether timestamp `ts` is at most `window_s` seconds away from `now_s`. `ts` comes from the

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::crypto::{self, SigningKey};
+use crate::protocol::channel::BackendKind;
 use crate::protocol::payloads::{
     b64, AuthResponse, RegistrationChallenge, RegistrationRequest, RegistrationResult,
 };

@@ -6,10 +6,7 @@
 //! and are sent again at once on the next connection. Every write is one attempt, bounded by the
 //! command's `max_retries`; the write after the last attempt fails the command instead.
 
-use super::control::Command;
-use crate::protocol::channel::BackendKind;
-use crate::protocol::envelope::MsgType;
-use crate::store::{QueuedMessage, Store};
+use crate::store::{Command, Fleet};
 
 /// A written, unconfirmed command.
 #[derive(Debug)]
@@ -41,17 +38,6 @@ pub struct Tally {
     pub requeued: u32,
 }
 
-/// A command rebuilt from its queue record; `None` if the record is unreadable.
-pub fn command_of(q: &QueuedMessage) -> Option<Command> {
-    Some(Command {
-        message_id: q.message_id.clone(),
-        kind: BackendKind::parse(&q.kind)?,
-        msg_type: MsgType::parse(&q.message_type)?,
-        message_json: q.payload.clone().into_bytes(),
-        seq: q.seq,
-    })
-}
-
 impl Outbox {
     /// Whether the command with queue seq `seq` is already in flight here.
     pub fn contains(&self, seq: u64) -> bool {
@@ -65,16 +51,16 @@ impl Outbox {
 
     /// Records the attempt before a write. `None`: do not write (no longer pending, attempts
     /// exhausted — then it is marked failed — or the store refused).
-    pub fn begin_attempt(
+    pub async fn begin_attempt(
         &mut self,
-        store: &Store,
+        store: &dyn Fleet,
         uid: &str,
         cmd: &Command,
         conn: u64,
         now_ms: i64,
     ) -> Option<(u32, u32)> {
         let now_s = now_ms / 1000;
-        let rec = match store.record_attempt(uid, cmd.seq, conn, now_s) {
+        let rec = match store.record_attempt(uid, cmd.seq, conn, now_s).await {
             Ok(Some(rec)) => rec,
             Ok(None) => return None,
             Err(e) => {
@@ -83,7 +69,9 @@ impl Outbox {
             }
         };
         if rec.retry_count > rec.max_retries {
-            let _ = store.mark_failed(uid, cmd.seq, "retry attempts exhausted", now_s);
+            let _ = store
+                .mark_failed(uid, cmd.seq, "retry attempts exhausted", now_s)
+                .await;
             return None;
         }
         Some((rec.retry_count, rec.max_retries))
@@ -101,7 +89,13 @@ impl Outbox {
     }
 
     /// A v2 ack for `message_id`: `true` if it confirmed a command in flight here.
-    pub fn ack(&mut self, store: &Store, uid: &str, message_id: &str, now_ms: i64) -> bool {
+    pub async fn ack(
+        &mut self,
+        store: &dyn Fleet,
+        uid: &str,
+        message_id: &str,
+        now_ms: i64,
+    ) -> bool {
         let Some(i) = self
             .inflight
             .iter()
@@ -110,17 +104,20 @@ impl Outbox {
             return false;
         };
         self.inflight.swap_remove(i);
-        if let Err(e) = store.mark_delivered(uid, message_id, now_ms / 1000) {
+        if let Err(e) = store.mark_delivered(uid, message_id, now_ms / 1000).await {
             tracing::warn!(error = %e, uid, message_id, "delivery not recorded");
         }
         true
     }
 
     /// v1: a verified frame arrived, confirming everything written before it.
-    pub fn confirm_all(&mut self, store: &Store, uid: &str, now_ms: i64) -> Tally {
+    pub async fn confirm_all(&mut self, store: &dyn Fleet, uid: &str, now_ms: i64) -> Tally {
         let mut t = Tally::default();
         for f in self.inflight.drain(..) {
-            if let Err(e) = store.mark_delivered(uid, &f.cmd.message_id, now_ms / 1000) {
+            if let Err(e) = store
+                .mark_delivered(uid, &f.cmd.message_id, now_ms / 1000)
+                .await
+            {
                 tracing::warn!(error = %e, uid, "delivery not recorded");
             }
             t.delivered += 1;
@@ -138,9 +135,9 @@ impl Outbox {
 
     /// v2: commands whose ack is overdue. Those with attempts left are returned to be written
     /// again; the others are marked failed.
-    pub fn overdue(
+    pub async fn overdue(
         &mut self,
-        store: &Store,
+        store: &dyn Fleet,
         uid: &str,
         ack_timeout_ms: i64,
         now_ms: i64,
@@ -155,7 +152,9 @@ impl Outbox {
             }
             let f = self.inflight.swap_remove(i);
             if f.attempts >= f.max {
-                let _ = store.mark_failed(uid, f.cmd.seq, "not acknowledged", now_ms / 1000);
+                let _ = store
+                    .mark_failed(uid, f.cmd.seq, "not acknowledged", now_ms / 1000)
+                    .await;
                 t.failed += 1;
             } else {
                 again.push(f.cmd);
@@ -166,7 +165,7 @@ impl Outbox {
 
     /// The connection ended: unconfirmed commands go back to the queue (or fail when their
     /// attempts are used up).
-    pub fn close(&mut self, store: &Store, uid: &str, now_ms: i64) -> Tally {
+    pub async fn close(&mut self, store: &dyn Fleet, uid: &str, now_ms: i64) -> Tally {
         let mut t = Tally::default();
         for f in self.inflight.drain(..) {
             let now_s = now_ms / 1000;
@@ -179,10 +178,11 @@ impl Outbox {
                         "connection closed after the last attempt",
                         now_s,
                     )
+                    .await
                     .map(|_| ())
             } else {
                 t.requeued += 1;
-                store.requeue(uid, f.cmd.seq, now_s).map(|_| ())
+                store.requeue(uid, f.cmd.seq, now_s).await.map(|_| ())
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, uid, seq = f.cmd.seq, "requeue not recorded");
