@@ -27,6 +27,8 @@
 //!
 //! Prerequisites: Linux ≥ 5.8 with io_uring; glommio registers 64 KiB of locked memory per shard.
 
+#![deny(unsafe_code)]
+
 pub mod admin;
 pub mod config;
 pub mod crypto;

@@ -1,5 +1,7 @@
 //! `aegis-gateway`: serve | keygen | check-config.
 
+#![forbid(unsafe_code)]
+
 use aegis_gateway::config::{Config, ConfigArgs};
 use aegis_gateway::{crypto, server, telemetry};
 use anyhow::Context;

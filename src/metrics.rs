@@ -114,7 +114,10 @@ fn describe() {
     describe_histogram!(ROUTE_SECONDS, Unit::Seconds, "Routing time per message");
     describe_gauge!(QUEUE_DEPTH, "Pending commands");
     describe_counter!(DELIVERIES, "Command delivery events by status");
-    describe_counter!(ERRORS, "Protocol errors by kind");
+    describe_counter!(
+        ERRORS,
+        "Protocol errors by kind and by who is at fault (blame)"
+    );
     describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "Group-commit fsync latency");
     describe_counter!(ENQUEUES, "Durable command enqueues");
     describe_gauge!(
@@ -227,7 +230,7 @@ impl ShardMetrics {
             messages_out,
             errors: ErrorKind::ALL
                 .iter()
-                .map(|k| metrics::counter!(ERRORS, "kind" => k.as_str()))
+                .map(|k| metrics::counter!(ERRORS, "kind" => k.as_str(), "blame" => k.blame().as_str()))
                 .collect(),
             rejected: Rejection::LABELS
                 .iter()

@@ -2,7 +2,16 @@
 //!
 //! Every failure the gateway reports to an agent maps to exactly one [`ErrorKind`]: its
 //! snake_case wire name ([`ErrorKind::as_str`]), its numeric code ([`ErrorKind::code`]) and, when
-//! it is fatal, the close code of the same number (see [`close`]).
+//! it is fatal, the close code of the same number (see [`close`]). Each kind also says who is at
+//! fault ([`Blame`], rustls' habit): what an operator should read from a rising error count.
+//!
+//! | blame | kinds |
+//! |---|---|
+//! | [`Blame::Malformed`] (the peer sent garbage) | `invalid_message` |
+//! | [`Blame::Misbehaved`] (the peer broke a rule) | `authentication_failed`, `registration_failed`, `signature_verification_failed`, `replay_detected`, `rate_limited`, `channel_forbidden` |
+//! | [`Blame::Incompatible`] (the peer speaks what we do not) | `channel_not_found` |
+//! | [`Blame::Gateway`] (our failure) | `message_processing_error` |
+//! | [`Blame::Lifecycle`] (nobody: the session ended by design) | `session_expired`, `replaced` |
 
 use std::fmt;
 
@@ -33,7 +42,52 @@ pub enum ErrorKind {
     ChannelForbidden,
 }
 
+/// Who is at fault for an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Blame {
+    /// The peer sent bytes that are not a frame of the protocol.
+    Malformed,
+    /// The peer sent a well-formed frame that breaks a rule: bad credentials or signature, a
+    /// replay, a channel that is not its own, too many messages.
+    Misbehaved,
+    /// The peer speaks something this gateway does not (an unknown channel kind).
+    Incompatible,
+    /// The gateway failed to handle a valid message.
+    Gateway,
+    /// Nobody: the session ended by design (expiry, a newer connection).
+    Lifecycle,
+}
+
+impl Blame {
+    /// The snake_case name (a metric label).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Blame::Malformed => "malformed",
+            Blame::Misbehaved => "misbehaved",
+            Blame::Incompatible => "incompatible",
+            Blame::Gateway => "gateway",
+            Blame::Lifecycle => "lifecycle",
+        }
+    }
+}
+
 impl ErrorKind {
+    /// Who is at fault when this error is reported.
+    pub const fn blame(self) -> Blame {
+        match self {
+            ErrorKind::InvalidMessage => Blame::Malformed,
+            ErrorKind::AuthenticationFailed
+            | ErrorKind::RegistrationFailed
+            | ErrorKind::SignatureVerificationFailed
+            | ErrorKind::ReplayDetected
+            | ErrorKind::RateLimited
+            | ErrorKind::ChannelForbidden => Blame::Misbehaved,
+            ErrorKind::ChannelNotFound => Blame::Incompatible,
+            ErrorKind::MessageProcessingError => Blame::Gateway,
+            ErrorKind::SessionExpired | ErrorKind::Replaced => Blame::Lifecycle,
+        }
+    }
+
     /// Every kind, in code order (4001..=4011).
     pub const ALL: [ErrorKind; 11] = [
         ErrorKind::AuthenticationFailed,
@@ -101,7 +155,8 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// WebSocket close codes the gateway uses (RFC 6455 §7.4 and PROTOCOL.md §7).
+/// WebSocket close codes of RFC 6455 §7.4 that the gateway uses. The 40xx closes of PROTOCOL §7
+/// are [`ErrorKind::code`].
 pub mod close {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;
@@ -111,24 +166,8 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame that is not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
-    /// Generic policy violation.
-    pub const POLICY: u16 = 1008;
     /// A message larger than the configured maximum.
     pub const TOO_BIG: u16 = 1009;
-    /// `authentication_failed`; also used when a uid is revoked.
-    pub const AUTH_FAILED: u16 = 4001;
-    /// `signature_verification_failed`.
-    pub const SIGNATURE: u16 = 4003;
-    /// `replay_detected`.
-    pub const REPLAY: u16 = 4006;
-    /// `rate_limited` after sustained abuse.
-    pub const RATE_LIMITED: u16 = 4007;
-    /// `invalid_message` on the 5th in 60 s.
-    pub const INVALID_MESSAGE: u16 = 4008;
-    /// `session_expired` (key rotation).
-    pub const SESSION_EXPIRED: u16 = 4009;
-    /// `replaced` by a newer connection of the same identity.
-    pub const REPLACED: u16 = 4010;
 }
 
 #[cfg(test)]
@@ -165,25 +204,35 @@ mod tests {
     }
 
     #[test]
-    fn close_codes_match_their_kinds() {
-        assert_eq!(close::AUTH_FAILED, ErrorKind::AuthenticationFailed.code());
-        assert_eq!(
-            close::SIGNATURE,
-            ErrorKind::SignatureVerificationFailed.code()
-        );
-        assert_eq!(close::REPLAY, ErrorKind::ReplayDetected.code());
-        assert_eq!(close::RATE_LIMITED, ErrorKind::RateLimited.code());
-        assert_eq!(close::INVALID_MESSAGE, ErrorKind::InvalidMessage.code());
-        assert_eq!(close::SESSION_EXPIRED, ErrorKind::SessionExpired.code());
-        assert_eq!(close::REPLACED, ErrorKind::Replaced.code());
+    fn close_codes_are_rfc_6455s() {
         assert_eq!(
             [
+                close::NORMAL,
                 close::GOING_AWAY,
+                close::PROTOCOL_ERROR,
                 close::INVALID_PAYLOAD,
-                close::POLICY,
                 close::TOO_BIG
             ],
-            [1001, 1007, 1008, 1009]
+            [1000, 1001, 1002, 1007, 1009]
         );
+    }
+
+    #[test]
+    fn every_kind_has_one_blame() {
+        use std::collections::HashSet;
+        let lifecycle: HashSet<_> = ErrorKind::ALL
+            .into_iter()
+            .filter(|k| k.blame() == Blame::Lifecycle)
+            .collect();
+        assert_eq!(
+            lifecycle,
+            HashSet::from([ErrorKind::SessionExpired, ErrorKind::Replaced])
+        );
+        assert_eq!(ErrorKind::InvalidMessage.blame(), Blame::Malformed);
+        assert_eq!(ErrorKind::MessageProcessingError.blame(), Blame::Gateway);
+        assert_eq!(ErrorKind::ChannelNotFound.blame(), Blame::Incompatible);
+        assert_eq!(ErrorKind::ReplayDetected.blame(), Blame::Misbehaved);
+        let labels: HashSet<_> = ErrorKind::ALL.iter().map(|k| k.blame().as_str()).collect();
+        assert_eq!(labels.len(), 5, "{labels:?}");
     }
 }

@@ -28,7 +28,7 @@ pub mod ws;
 
 pub use channel::{AgentKind, BackendKind, Channel, ChannelError};
 pub use envelope::{Envelope, EnvelopeError, MsgType};
-pub use error::{close, ErrorKind};
+pub use error::{close, Blame, ErrorKind};
 pub use payloads::{
     AuthRequest, AuthResponse, ErrorPayload, PayloadError, RegistrationChallenge,
     RegistrationComplete, RegistrationRequest, RegistrationResult,

@@ -29,7 +29,6 @@ pub(super) async fn run_shard(
     mesh: MeshBuilder<MeshMsg, Full>,
     addr: SocketAddr,
     control_rx: mpsc::UnboundedReceiver<Control>,
-    _handle: super::GatewayHandle,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let Ok((senders, mut receivers)) = mesh.join().await else {

@@ -17,6 +17,8 @@ mod listener;
 mod mesh;
 mod presence;
 pub mod rt;
+// The one module allowed unsafe code (raw fds, socket options, signals, the allocator).
+#[allow(unsafe_code)]
 mod sys;
 mod ws;
 
@@ -153,22 +155,12 @@ impl Gateway {
             let shared = Arc::clone(&shared);
             let mesh = mesh.clone();
             let ready = ready_tx.clone();
-            let handle_for_shard = handle.clone();
             let builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
                 .io_memory(64 << 10);
             let join = builder
                 .spawn(move || async move {
-                    listener::run_shard(
-                        id,
-                        shared,
-                        mesh,
-                        agent_addr,
-                        control_rx,
-                        handle_for_shard,
-                        ready,
-                    )
-                    .await;
+                    listener::run_shard(id, shared, mesh, agent_addr, control_rx, ready).await;
                 })
                 .map_err(|e| StartError::Executor {
                     shard: id,

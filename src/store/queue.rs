@@ -18,6 +18,7 @@
 
 mod keys;
 mod ops;
+mod read;
 mod state;
 mod sweep;
 #[cfg(test)]
