@@ -16,6 +16,7 @@ mod args;
 mod display;
 mod duration;
 mod error;
+pub mod nats;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use std::time::Duration;
 pub use args::{ConfigArgs, VARIABLES};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
+pub use nats::{FleetStore, NatsConfig};
 
 /// Log output format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -181,6 +183,9 @@ pub struct Config {
     pub admin_tls: bool,
     /// Log output format (`LOG_FORMAT`). Default = `pretty`.
     pub log_format: LogFormat,
+    /// NATS: cluster mode and the AegisFlux integration (`NATS_*`, `NODE_ID`, `FLEET_STORE`).
+    /// Default = no NATS.
+    pub nats: NatsConfig,
 }
 
 /// Default = 24h, shared by `session_timeout` and `key_rotation_interval`.
@@ -223,6 +228,7 @@ impl Default for Config {
             admin_tls: false,
             message_burst: 1000,
             log_format: LogFormat::Pretty,
+            nats: NatsConfig::default(),
         }
     }
 }

@@ -78,6 +78,18 @@ config_args! {
     message_rate => "MESSAGE_RATE", "N", "Messages per second per agent; 0 disables [default: 500]";
     message_burst => "MESSAGE_BURST", "N", "Message burst per agent; 0 disables [default: 1000]";
     log_format => "LOG_FORMAT", "FORMAT", "Log format: pretty or json [default: pretty]";
+    nats_url => "NATS_URL", "URLS", "NATS servers, comma-separated nats://host:port: cluster mode and AegisFlux [default: none]";
+    fleet_store => "FLEET_STORE", "NAME", "Where the fleet state lives: jetstream or fjall [default: jetstream with NATS_URL, else fjall]";
+    nats_creds => "NATS_CREDS", "FILE", "NATS credentials file (.creds)";
+    nats_tls_ca => "NATS_TLS_CA", "FILE", "CA certificate of the NATS servers, PEM";
+    nats_tls_cert => "NATS_TLS_CERT", "FILE", "NATS client certificate, PEM; needs --nats-tls-key";
+    nats_tls_key => "NATS_TLS_KEY", "FILE", "NATS client key, PEM; needs --nats-tls-cert";
+    node_id => "NODE_ID", "NAME", "This node's name in the cluster, [A-Za-z0-9_-] [default: the host name]";
+    nats_replicas => "NATS_REPLICAS", "N", "Replicas of the streams the gateway creates, 1-5 [default: 3]";
+    nats_commands_subject => "NATS_COMMANDS_SUBJECT", "SUBJECT", "AegisFlux command subject [default: websocket.messages]";
+    nats_commands_queue => "NATS_COMMANDS_QUEUE", "NAME", "Queue group of the command subscription [default: aegis-gateway]";
+    nats_publish_events => "NATS_PUBLISH_EVENTS", "BOOL", "Publish verified agent messages on aegis.agent.<uid>.<kind> [default: true]";
+    nats_publish_heartbeats => "NATS_PUBLISH_HEARTBEATS", "BOOL", "Publish heartbeats on aegis.agent.<uid>.heartbeat [default: false]";
 }
 
 impl fmt::Debug for ConfigArgs {

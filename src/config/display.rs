@@ -35,7 +35,7 @@ impl Config {
         };
         let dur = |d: Duration| format_duration(d);
         let default_key = |p: PathBuf| Some(format!("default: {}", p.display()));
-        vec![
+        let mut entries = vec![
             ("WEBSOCKET_ADDR", self.websocket_addr.to_string(), None),
             ("WEBSOCKET_PATH", self.websocket_path.clone(), None),
             (
@@ -144,6 +144,47 @@ impl Config {
                     .then(|| "message rate limit disabled".to_string()),
             ),
             ("LOG_FORMAT", self.log_format.to_string(), None),
+        ];
+        entries.extend(self.nats_entries());
+        entries
+    }
+
+    /// The NATS part of the summary (URL credentials masked).
+    fn nats_entries(&self) -> Vec<(&'static str, String, Option<String>)> {
+        let n = &self.nats;
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        };
+        let urls: Vec<String> = n.urls.iter().map(|u| super::parse::mask_url(u)).collect();
+        vec![
+            (
+                "NATS_URL",
+                urls.join(","),
+                n.urls
+                    .is_empty()
+                    .then(|| "unset: one node, no AegisFlux integration".to_string()),
+            ),
+            ("FLEET_STORE", n.fleet_store.as_str().to_string(), None),
+            ("NATS_CREDS", path(&n.creds), None),
+            ("NATS_TLS_CA", path(&n.tls_ca), None),
+            ("NATS_TLS_CERT", path(&n.tls_cert), None),
+            ("NATS_TLS_KEY", path(&n.tls_key), None),
+            ("NODE_ID", n.node_id.clone(), None),
+            (
+                "NATS_REPLICAS",
+                n.replicas.to_string(),
+                (n.replicas < 3)
+                    .then(|| "fewer than 3: a lost NATS server can lose data".to_string()),
+            ),
+            ("NATS_COMMANDS_SUBJECT", n.commands_subject.clone(), None),
+            ("NATS_COMMANDS_QUEUE", n.commands_queue.clone(), None),
+            ("NATS_PUBLISH_EVENTS", n.publish_events.to_string(), None),
+            (
+                "NATS_PUBLISH_HEARTBEATS",
+                n.publish_heartbeats.to_string(),
+                None,
+            ),
         ]
     }
 }
@@ -187,6 +228,7 @@ impl fmt::Debug for Config {
             message_rate,
             message_burst,
             log_format,
+            nats,
         } = self;
         let admin_token = admin_token.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
@@ -224,7 +266,16 @@ impl fmt::Debug for Config {
             .field("message_rate", message_rate)
             .field("message_burst", message_burst)
             .field("log_format", log_format)
+            .field("nats", &nats_debug(nats))
             .finish()
+    }
+}
+
+/// The NATS settings for `Debug`, URL credentials masked.
+fn nats_debug(n: &super::NatsConfig) -> super::NatsConfig {
+    super::NatsConfig {
+        urls: n.urls.iter().map(|u| super::parse::mask_url(u)).collect(),
+        ..n.clone()
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::nats::{self, FleetStore, NatsConfig};
 use super::{parse_duration, Config, ConfigError, ConfigErrors, VARIABLES};
 
 const PORT: &str = "a valid port (1-65535, or 0 for any free port)";
@@ -19,6 +20,10 @@ const SHARDS: &str = "a shard count (1-256, or auto)";
 const LOG_FORMAT: &str = "a log format (pretty or json)";
 const ALGORITHM: &str = "a supported algorithm (only chacha20poly1305)";
 const FJALL_URL: &str = "a fjall URL (expected fjall:///absolute/path; or set DATA_DIR)";
+const NATS_URL: &str = "a comma-separated list of NATS URLs (example: nats://127.0.0.1:4222)";
+const NODE_ID: &str = "a name of 1-64 characters of [A-Za-z0-9_-]";
+const SUBJECT: &str = "a NATS subject without wildcards (example: websocket.messages)";
+const BOOL: &str = "true or false";
 
 /// A variable's raw value; values that are not UTF-8 are kept (lossily) for the error message.
 enum Raw {
@@ -265,16 +270,7 @@ fn build(
         p.parse("ADMIN_ADDR", SOCKET_ADDR, |s| s.parse().ok()),
     );
     c.admin_token = p.text("ADMIN_TOKEN");
-    set(
-        &mut c.admin_tls,
-        p.parse("ADMIN_TLS", "true or false", |s| {
-            match s.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Some(true),
-                "false" | "0" | "no" | "off" => Some(false),
-                _ => None,
-            }
-        }),
-    );
+    set(&mut c.admin_tls, p.parse("ADMIN_TLS", BOOL, parse_bool));
     c.tls_cert_path = p.path("TLS_CERT_PATH");
     c.tls_key_path = p.path("TLS_KEY_PATH");
     set(&mut c.max_connections, p.number("MAX_CONNECTIONS", COUNT));
@@ -295,6 +291,7 @@ fn build(
         &mut c.log_format,
         p.parse("LOG_FORMAT", LOG_FORMAT, |s| s.parse().ok()),
     );
+    parse_nats(&mut p, &mut c.nats);
 
     c.check_invariants(&mut p.errors);
     if check_files {
@@ -302,6 +299,71 @@ fn build(
     }
     let result = ConfigErrors::check(p.errors).map(|()| c);
     (result, p.read)
+}
+
+/// The `NATS_*` variables, `NODE_ID` and `FLEET_STORE`.
+fn parse_nats(p: &mut Vars, n: &mut NatsConfig) {
+    if let Some(urls) = p.text("NATS_URL") {
+        let list: Vec<String> = urls
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if list.is_empty() || !list.iter().all(|u| nats::valid_url(u)) {
+            p.errors.push(ConfigError::Invalid {
+                var: "NATS_URL",
+                value: urls.split(',').map(mask_url).collect::<Vec<_>>().join(","),
+                expected: NATS_URL,
+            });
+        } else {
+            n.urls = list;
+            n.fleet_store = FleetStore::JetStream;
+        }
+    }
+    set(
+        &mut n.fleet_store,
+        p.parse("FLEET_STORE", "jetstream or fjall", FleetStore::parse),
+    );
+    n.creds = p.path("NATS_CREDS");
+    n.tls_ca = p.path("NATS_TLS_CA");
+    n.tls_cert = p.path("NATS_TLS_CERT");
+    n.tls_key = p.path("NATS_TLS_KEY");
+    set(
+        &mut n.node_id,
+        p.parse("NODE_ID", NODE_ID, |s| {
+            nats::valid_node_id(s).then(|| s.to_string())
+        }),
+    );
+    set(&mut n.replicas, p.number("NATS_REPLICAS", COUNT));
+    set(
+        &mut n.commands_subject,
+        p.parse("NATS_COMMANDS_SUBJECT", SUBJECT, |s| {
+            nats::valid_subject(s).then(|| s.to_string())
+        }),
+    );
+    set(
+        &mut n.commands_queue,
+        p.parse("NATS_COMMANDS_QUEUE", NODE_ID, |s| {
+            nats::valid_node_id(s).then(|| s.to_string())
+        }),
+    );
+    set(
+        &mut n.publish_events,
+        p.parse("NATS_PUBLISH_EVENTS", BOOL, parse_bool),
+    );
+    set(
+        &mut n.publish_heartbeats,
+        p.parse("NATS_PUBLISH_HEARTBEATS", BOOL, parse_bool),
+    );
+}
+
+/// `true`/`false` and their usual spellings.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
 }
 
 /// `WEBSOCKET_ADDR` is either a full socket address or an IP that takes `WEBSOCKET_PORT`.

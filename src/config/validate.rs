@@ -35,6 +35,7 @@ impl Config {
 
     /// Value checks that need no IO.
     pub(super) fn check_invariants(&self, errors: &mut Vec<ConfigError>) {
+        check_nats(&self.nats, errors);
         check_websocket_path(&self.websocket_path, errors);
         range(
             errors,
@@ -138,6 +139,10 @@ impl Config {
             ("AUTH_PUBLIC_KEY_PATH", &self.auth_public_key_path),
             ("TLS_CERT_PATH", &self.tls_cert_path),
             ("TLS_KEY_PATH", &self.tls_key_path),
+            ("NATS_CREDS", &self.nats.creds),
+            ("NATS_TLS_CA", &self.nats.tls_ca),
+            ("NATS_TLS_CERT", &self.nats.tls_cert),
+            ("NATS_TLS_KEY", &self.nats.tls_key),
         ] {
             if let Some(path) = path {
                 check_readable_file(var, path, errors);
@@ -152,6 +157,30 @@ impl Config {
                 });
             }
         }
+    }
+}
+
+/// The NATS settings: replicas in range, a JetStream fleet store only with servers, client
+/// certificate and key together.
+fn check_nats(n: &super::NatsConfig, errors: &mut Vec<ConfigError>) {
+    range(errors, "NATS_REPLICAS", n.replicas, 1, 5);
+    if n.fleet_store == super::FleetStore::JetStream && !n.enabled() {
+        errors.push(ConfigError::Rejected {
+            var: "FLEET_STORE",
+            reason: "jetstream needs NATS_URL".to_string(),
+        });
+    }
+    if n.tls_cert.is_some() != n.tls_key.is_some() {
+        errors.push(ConfigError::Rejected {
+            var: "NATS_TLS_CERT",
+            reason: "NATS_TLS_CERT and NATS_TLS_KEY are set together".to_string(),
+        });
+    }
+    if !super::nats::valid_node_id(&n.node_id) {
+        errors.push(ConfigError::Rejected {
+            var: "NODE_ID",
+            reason: format!("{:?} is not 1-64 characters of [A-Za-z0-9_-]", n.node_id),
+        });
     }
 }
 

@@ -3,7 +3,7 @@
 //! commands and pending registrations, retention of the event log and of final delivery
 //! records) runs in [`Fleet::sweep`].
 
-use super::fleet::{ready, Fleet, Fut};
+use super::fleet::{ready, Command, Fleet, Fut};
 use super::{
     AgentRecord, EventRecord, Fault, NewMessage, QueueError, QueuedMessage, Registration, Store,
     StoreError, StoredEvent,
@@ -109,11 +109,11 @@ impl Fleet for Store {
     fn record_attempt<'a>(
         &'a self,
         uid: &'a str,
-        seq: u64,
+        cmd: &'a Command,
         conn: u64,
         now: i64,
     ) -> Fut<'a, Result<Option<QueuedMessage>, StoreError>> {
-        ready(Store::record_attempt(self, uid, seq, conn, now))
+        ready(Store::record_attempt(self, uid, cmd.seq, conn, now))
     }
 
     fn mark_delivered<'a>(
@@ -128,20 +128,20 @@ impl Fleet for Store {
     fn mark_failed<'a>(
         &'a self,
         uid: &'a str,
-        seq: u64,
+        cmd: &'a Command,
         reason: &'a str,
         now: i64,
     ) -> Fut<'a, Result<bool, StoreError>> {
-        ready(Store::mark_failed(self, uid, seq, reason, now))
+        ready(Store::mark_failed(self, uid, cmd.seq, reason, now))
     }
 
     fn requeue<'a>(
         &'a self,
         uid: &'a str,
-        seq: u64,
+        cmd: &'a Command,
         now: i64,
     ) -> Fut<'a, Result<bool, StoreError>> {
-        ready(Store::requeue(self, uid, seq, now))
+        ready(Store::requeue(self, uid, cmd.seq, now))
     }
 
     fn queue_depth<'a>(&'a self, uid: &'a str) -> Fut<'a, Result<usize, StoreError>> {

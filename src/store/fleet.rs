@@ -168,12 +168,12 @@ pub trait Fleet: Send + Sync + 'static {
         now: i64,
     ) -> Fut<'a, Result<Vec<QueuedMessage>, StoreError>>;
 
-    /// Records an attempt to write command `seq` of `uid` on connection `conn`, before the
+    /// Records an attempt to write command `cmd` of `uid` on connection `conn`, before the
     /// write. The updated record, or `None` if the command is no longer pending.
     fn record_attempt<'a>(
         &'a self,
         uid: &'a str,
-        seq: u64,
+        cmd: &'a Command,
         conn: u64,
         now: i64,
     ) -> Fut<'a, Result<Option<QueuedMessage>, StoreError>>;
@@ -186,18 +186,22 @@ pub trait Fleet: Send + Sync + 'static {
         now: i64,
     ) -> Fut<'a, Result<bool, StoreError>>;
 
-    /// Marks command `seq` of `uid` failed with `reason`; `false` if it was not pending.
+    /// Marks command `cmd` of `uid` failed with `reason`; `false` if it was not pending.
     fn mark_failed<'a>(
         &'a self,
         uid: &'a str,
-        seq: u64,
+        cmd: &'a Command,
         reason: &'a str,
         now: i64,
     ) -> Fut<'a, Result<bool, StoreError>>;
 
     /// Puts a written, unconfirmed command back in the queue (its connection ended).
-    fn requeue<'a>(&'a self, uid: &'a str, seq: u64, now: i64)
-        -> Fut<'a, Result<bool, StoreError>>;
+    fn requeue<'a>(
+        &'a self,
+        uid: &'a str,
+        cmd: &'a Command,
+        now: i64,
+    ) -> Fut<'a, Result<bool, StoreError>>;
 
     /// Pending commands of `uid`.
     fn queue_depth<'a>(&'a self, uid: &'a str) -> Fut<'a, Result<usize, StoreError>>;

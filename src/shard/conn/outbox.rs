@@ -60,7 +60,7 @@ impl Outbox {
         now_ms: i64,
     ) -> Option<(u32, u32)> {
         let now_s = now_ms / 1000;
-        let rec = match store.record_attempt(uid, cmd.seq, conn, now_s).await {
+        let rec = match store.record_attempt(uid, cmd, conn, now_s).await {
             Ok(Some(rec)) => rec,
             Ok(None) => return None,
             Err(e) => {
@@ -70,7 +70,7 @@ impl Outbox {
         };
         if rec.retry_count > rec.max_retries {
             let _ = store
-                .mark_failed(uid, cmd.seq, "retry attempts exhausted", now_s)
+                .mark_failed(uid, cmd, "retry attempts exhausted", now_s)
                 .await;
             return None;
         }
@@ -153,7 +153,7 @@ impl Outbox {
             let f = self.inflight.swap_remove(i);
             if f.attempts >= f.max {
                 let _ = store
-                    .mark_failed(uid, f.cmd.seq, "not acknowledged", now_ms / 1000)
+                    .mark_failed(uid, &f.cmd, "not acknowledged", now_ms / 1000)
                     .await;
                 t.failed += 1;
             } else {
@@ -174,7 +174,7 @@ impl Outbox {
                 store
                     .mark_failed(
                         uid,
-                        f.cmd.seq,
+                        &f.cmd,
                         "connection closed after the last attempt",
                         now_s,
                     )
@@ -182,7 +182,7 @@ impl Outbox {
                     .map(|_| ())
             } else {
                 t.requeued += 1;
-                store.requeue(uid, f.cmd.seq, now_s).await.map(|_| ())
+                store.requeue(uid, &f.cmd, now_s).await.map(|_| ())
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, uid, seq = f.cmd.seq, "requeue not recorded");
