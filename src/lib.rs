@@ -30,6 +30,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod metrics;

@@ -35,6 +35,10 @@ pub const ROUTE_SECONDS: &str = "aegis_gateway_route_seconds";
 pub const QUEUE_DEPTH: &str = "aegis_gateway_queue_depth";
 /// Command delivery events by status (`sent`, `delivered`, `retried`, `expired`, `failed`).
 pub const DELIVERIES: &str = "aegis_gateway_deliveries_total";
+/// 1 while the NATS client is connected (cluster mode, AegisFlux).
+pub const NATS_CONNECTED: &str = "aegis_gateway_nats_connected";
+/// NATS connections lost.
+pub const NATS_DISCONNECTS: &str = "aegis_gateway_nats_disconnects_total";
 /// Protocol errors by kind (PROTOCOL §7).
 pub const ERRORS: &str = "aegis_gateway_errors_total";
 /// Group-commit fsync latency.

@@ -48,6 +48,9 @@ pub enum ServeError {
     /// Shards.
     #[error(transparent)]
     Start(#[from] crate::shard::StartError),
+    /// Cluster mode (NATS).
+    #[error("cluster mode: {0}")]
+    Cluster(#[from] crate::cluster::SetupError),
 }
 
 /// The gateway's long-term key: from `AUTH_PRIVATE_KEY_PATH`, else `DATA_DIR/keys/private.pem`,
@@ -181,8 +184,19 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         );
     }
     let admin_cfg = config.clone();
-    let fleet: Arc<dyn Fleet> = Arc::new(store.clone());
+    let cluster = if config.nats.cluster() {
+        Some(Arc::new(crate::cluster::Cluster::start(&config)?))
+    } else {
+        None
+    };
+    let fleet: Arc<dyn Fleet> = match &cluster {
+        Some(c) => Arc::clone(c) as Arc<dyn Fleet>,
+        None => Arc::new(store.clone()),
+    };
     let gateway = Gateway::start(config, Arc::clone(&fleet), key)?;
+    if let Some(c) = &cluster {
+        c.attach(gateway.handle());
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let backend = GatewayBackend {
         handle: gateway.handle(),

@@ -22,6 +22,10 @@ pub(crate) enum Control {
         identity: String,
         reply: oneshot::Sender<bool>,
     },
+    Replace {
+        identity: String,
+        conn: u64,
+    },
     Stats {
         reply: oneshot::Sender<ShardStats>,
     },
@@ -146,6 +150,15 @@ impl GatewayHandle {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// Closes connection `conn` of `identity` with 4010 if it still holds the identity here (a
+    /// newer connection took it on another node).
+    pub fn replace(&self, identity: &str, conn: u64) {
+        let _ = self.owner(identity).unbounded_send(Control::Replace {
+            identity: identity.to_string(),
+            conn,
+        });
     }
 
     /// Counters of every shard.

@@ -99,6 +99,7 @@ async fn control_loop(
             Control::Revoke { identity, reply } => {
                 let _ = reply.send(ctx.revoke(&identity));
             }
+            Control::Replace { identity, conn } => ctx.replace(&identity, conn),
             Control::Stats { reply } => {
                 let _ = reply.send(ctx.stats());
             }

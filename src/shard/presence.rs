@@ -106,6 +106,16 @@ impl ShardCtx {
         }
     }
 
+    /// Closes connection `conn` of `identity` (owned here) with 4010 if it still holds the
+    /// identity (a newer connection took it on another node).
+    pub fn replace(&self, identity: &str, conn: u64) {
+        let held = self.presence.borrow().get(identity).map(|p| p.conn) == Some(conn);
+        if held {
+            self.presence.borrow_mut().remove(identity);
+            self.kick(conn, false);
+        }
+    }
+
     /// Routes a command for `identity` (owned here) to the connection holding it.
     pub fn deliver(&self, identity: &str, cmd: Command, reply: DeliverReply) {
         let conn = self.presence.borrow().get(identity).map(|p| p.conn);

@@ -151,6 +151,15 @@ impl EventRecord {
         Ok(EventRecord(v))
     }
 
+    /// The event's fields (its seq is 0: the log assigns it).
+    ///
+    /// # Errors
+    /// [`StoreError::CorruptValue`] for bytes that are not a record (never for one made by
+    /// [`EventRecord::new`]).
+    pub fn decode(&self) -> Result<StoredEvent, StoreError> {
+        decode_event(b"", 0, &self.0)
+    }
+
     /// Size of the encoded value.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -44,6 +44,7 @@ pub use error::StoreError;
 pub use events::{channel_matches, EventRecord, EventScan, NewEvent, StoredEvent, MAX_EVENTS_PAGE};
 pub use fleet::{Command, DeliverError, Fleet, SessionInfo};
 pub use health::{free_bytes, Fault};
+pub(crate) use queue::clip_reason;
 pub use queue::{
     Attempt, MessageStatus, NewMessage, QueueError, QueuedMessage, MAX_ATTEMPTS_KEPT,
     MAX_BATCH_BYTES, MAX_ERROR_LEN, MAX_SWEEP,

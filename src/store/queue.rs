@@ -192,7 +192,7 @@ impl From<StoreError> for QueueError {
 }
 
 /// Cuts `reason` to [`MAX_ERROR_LEN`] bytes at a char boundary.
-fn clip_reason(reason: &str) -> String {
+pub(crate) fn clip_reason(reason: &str) -> String {
     let mut end = reason.len().min(MAX_ERROR_LEN);
     while !reason.is_char_boundary(end) {
         end -= 1;
