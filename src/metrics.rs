@@ -1,4 +1,5 @@
-//! Metric names in one place (DESIGN §5), the Prometheus recorder, and per-shard handles.
+//! Metric names in one place (DESIGN §5) and their table [`METRICS`], the Prometheus recorder,
+//! and per-shard handles.
 //!
 //! Every metric is `aegis_gateway_*`. Hot-path updates go through handles cached per shard
 //! ([`ShardMetrics`]): a cached handle update is a relaxed atomic add on a cell that only that
@@ -6,7 +7,7 @@
 
 use crate::protocol::channel::{AgentKind, BackendKind};
 use crate::protocol::ErrorKind;
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -94,47 +95,123 @@ pub fn render() -> String {
     h.render()
 }
 
+/// The Prometheus type of a metric (`# TYPE` in the exposition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up; exported as is (`_total` names).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Distribution; exported as `_bucket`, `_sum` and `_count` series.
+    Histogram,
+}
+
+impl Kind {
+    /// The `# TYPE` word.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric the gateway registers: name (one of the constants above), type, unit, help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    /// Full name, `aegis_gateway_*`.
+    pub name: &'static str,
+    /// Prometheus type.
+    pub kind: Kind,
+    /// Unit, when it has one (the `_seconds` histograms).
+    pub unit: Option<Unit>,
+    /// The `# HELP` text.
+    pub help: &'static str,
+}
+
+impl MetricDef {
+    /// Whether `series` (a name as it appears in the exposition or in PromQL) is this metric:
+    /// its name, or for a histogram its `_bucket`, `_sum` or `_count` series.
+    pub fn exports(&self, series: &str) -> bool {
+        series == self.name
+            || (self.kind == Kind::Histogram
+                && ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+                    series
+                        .strip_suffix(suffix)
+                        .is_some_and(|base| base == self.name)
+                }))
+    }
+}
+
+const fn def(name: &'static str, kind: Kind, help: &'static str) -> MetricDef {
+    MetricDef {
+        name,
+        kind,
+        unit: None,
+        help,
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str) -> MetricDef {
+    def(name, Kind::Counter, help)
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> MetricDef {
+    def(name, Kind::Gauge, help)
+}
+
+const fn seconds(name: &'static str, help: &'static str) -> MetricDef {
+    MetricDef {
+        unit: Some(Unit::Seconds),
+        ..def(name, Kind::Histogram, help)
+    }
+}
+
+/// Every metric the gateway registers (and describes at [`install`]): the single list the
+/// operator files in `tuning/` (dashboard, alert rules) are checked against.
+#[rustfmt::skip]
+pub const METRICS: &[MetricDef] = &[
+    gauge(CONNECTIONS, "Live agent connections by shard and profile"),
+    gauge(LEGACY_SESSIONS, "Live v1 (legacy profile) sessions"),
+    counter(HANDSHAKES, "Agent authentications by result and profile"),
+    counter(MESSAGES_IN, "Agent messages by channel kind and result"),
+    counter(MESSAGES_OUT, "Commands written to agents by channel kind and result"),
+    def(VERIFY_BATCH_SIZE, Kind::Histogram, "Signatures per verify batch"),
+    seconds(VERIFY_SECONDS, "Ed25519 batch verification time"),
+    seconds(DECRYPT_SECONDS, "AEAD open and classification time per message"),
+    seconds(ROUTE_SECONDS, "Routing time per message"),
+    gauge(QUEUE_DEPTH, "Pending commands"),
+    counter(DELIVERIES, "Command delivery events by status"),
+    counter(ERRORS, "Protocol errors by kind and by who is at fault (blame)"),
+    gauge(NATS_CONNECTED, "1 while the NATS client is connected"),
+    counter(NATS_DISCONNECTS, "NATS connections lost"),
+    seconds(FSYNC_SECONDS, "Group-commit fsync latency"),
+    counter(ENQUEUES, "Durable command enqueues"),
+    counter(REJECTED_CONNECTIONS, "Connections refused before upgrade by reason"),
+    counter(HANDOFFS, "Sockets handed to their owner shard"),
+    gauge(READY, "1 when the gateway is ready, 0 otherwise"),
+    gauge(STORE_AVAILABLE, "1 while the store accepts writes, 0 while failed or reopening"),
+    counter(STORE_RECOVERIES, "Store reopens after a failure by result"),
+];
+
+/// The entry of [`METRICS`] that exports `series` (see [`MetricDef::exports`]).
+pub fn lookup(series: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().find(|m| m.exports(series))
+}
+
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_gauge!(CONNECTIONS, "Live agent connections by shard and profile");
-    describe_gauge!(LEGACY_SESSIONS, "Live v1 (legacy profile) sessions");
-    describe_counter!(HANDSHAKES, "Agent authentications by result and profile");
-    describe_counter!(MESSAGES_IN, "Agent messages by channel kind and result");
-    describe_counter!(
-        MESSAGES_OUT,
-        "Commands written to agents by channel kind and result"
-    );
-    describe_histogram!(VERIFY_BATCH_SIZE, "Signatures per verify batch");
-    describe_histogram!(
-        VERIFY_SECONDS,
-        Unit::Seconds,
-        "Ed25519 batch verification time"
-    );
-    describe_histogram!(
-        DECRYPT_SECONDS,
-        Unit::Seconds,
-        "AEAD open and classification time per message"
-    );
-    describe_histogram!(ROUTE_SECONDS, Unit::Seconds, "Routing time per message");
-    describe_gauge!(QUEUE_DEPTH, "Pending commands");
-    describe_counter!(DELIVERIES, "Command delivery events by status");
-    describe_counter!(
-        ERRORS,
-        "Protocol errors by kind and by who is at fault (blame)"
-    );
-    describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "Group-commit fsync latency");
-    describe_counter!(ENQUEUES, "Durable command enqueues");
-    describe_gauge!(
-        STORE_AVAILABLE,
-        "1 while the store accepts writes, 0 while failed or reopening"
-    );
-    describe_counter!(STORE_RECOVERIES, "Store reopens after a failure by result");
-    describe_counter!(
-        REJECTED_CONNECTIONS,
-        "Connections refused before upgrade by reason"
-    );
-    describe_counter!(HANDOFFS, "Sockets handed to their owner shard");
-    describe_gauge!(READY, "1 when the gateway is ready, 0 otherwise");
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    for m in METRICS {
+        match (m.kind, m.unit) {
+            (Kind::Counter, Some(unit)) => describe_counter!(m.name, unit, m.help),
+            (Kind::Counter, None) => describe_counter!(m.name, m.help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(m.name, unit, m.help),
+            (Kind::Gauge, None) => describe_gauge!(m.name, m.help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(m.name, unit, m.help),
+            (Kind::Histogram, None) => describe_histogram!(m.name, m.help),
+        }
+    }
 }
 
 /// Why a connection was refused before the upgrade.
@@ -327,4 +404,70 @@ impl ShardMetrics {
 /// Records the size of a verified signature batch (for callers without shard handles).
 pub fn verify_batch_size(n: usize) {
     metrics::histogram!(VERIFY_BATCH_SIZE).record(n as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_every_name_constant_once() {
+        // Every `pub const X: &str = "aegis_gateway_…"` of this file is a metric of the table.
+        let source = include_str!("metrics.rs");
+        let constants: Vec<&str> = source
+            .lines()
+            .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \"aegis_gateway_"))
+            .filter_map(|l| l.split('"').nth(1))
+            .filter(|name| *name != PREFIX)
+            .collect();
+        assert!(constants.len() >= 19, "{constants:?}");
+        for name in &constants {
+            let n = METRICS.iter().filter(|m| m.name == *name).count();
+            assert_eq!(n, 1, "{name} is in METRICS {n} times");
+        }
+        assert_eq!(
+            METRICS.len(),
+            constants.len(),
+            "METRICS lists only the constants"
+        );
+    }
+
+    #[test]
+    fn names_follow_the_prometheus_conventions() {
+        for m in METRICS {
+            assert!(m.name.starts_with(PREFIX), "{}", m.name);
+            assert!(!m.help.is_empty(), "{} has no help", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}: only counters end in _total",
+                m.name
+            );
+            assert_eq!(
+                m.unit == Some(Unit::Seconds),
+                m.name.ends_with("_seconds"),
+                "{}: the unit is in the name",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn lookup_maps_series_to_their_metric() {
+        assert_eq!(lookup(READY).map(|m| m.name), Some(READY));
+        assert_eq!(
+            lookup("aegis_gateway_fsync_seconds_bucket").map(|m| m.name),
+            Some(FSYNC_SECONDS)
+        );
+        assert_eq!(
+            lookup("aegis_gateway_verify_batch_size_count").map(|m| m.kind),
+            Some(Kind::Histogram)
+        );
+        assert!(
+            lookup("aegis_gateway_ready_bucket").is_none(),
+            "a gauge has no buckets"
+        );
+        assert!(lookup("aegis_gateway_connection").is_none());
+        assert!(lookup("up").is_none());
+    }
 }

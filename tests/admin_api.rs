@@ -1,5 +1,6 @@
 //! The admin API against the real gateway: auth, every bad-input case, id/host resolution,
-//! status and listing, the SSE event stream with Last-Event-ID, revocation, health and metrics.
+//! status and listing, revocation, health, readiness and metrics. (The event stream has its
+//! own file, `event_stream.rs`.)
 
 mod common;
 use aegis_gateway::protocol::envelope::MsgType;
@@ -130,22 +131,15 @@ fn host_id_resolution_status_listing_and_revocation() {
         &a.message(&ch, MsgType::Event, br#"{"ok":true}"#, now_s(), vec![])
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(200));
-    let (_, v) = http_json(
-        gw.admin,
-        "GET",
-        &format!("/api/v1/agents/{uid_a}/status"),
-        Some(TOKEN),
-        None,
-    );
-    assert!(
+    let status_path = format!("/api/v1/agents/{uid_a}/status");
+    eventually(&format!("{ch} listed in the status"), WAIT, || {
+        let (_, v) = http_json(gw.admin, "GET", &status_path, Some(TOKEN), None);
         v["channels"]
             .as_array()
-            .unwrap()
+            .expect("channels")
             .iter()
-            .any(|c| c == &json!(ch)),
-        "{v}"
-    );
+            .any(|c| c == &json!(ch))
+    });
 
     // A second key registers the same host_id (the Go agent makes a new key per restart).
     let mut b = gw.agent("host-shared-b", V1);
@@ -171,24 +165,27 @@ fn host_id_resolution_status_listing_and_revocation() {
     want.sort();
     assert_eq!(uids, want);
 
-    // Listing: both agents, connected filter, paging.
-    std::thread::sleep(Duration::from_millis(100));
+    // Listing: both agents, connected filter (once the gateway has seen b's connection end),
+    // paging.
     let (_, all) = http_json(gw.admin, "GET", "/api/v1/agents", Some(TOKEN), None);
     assert_eq!(all["agents"].as_array().unwrap().len(), 2);
-    let (_, live) = http_json(
-        gw.admin,
-        "GET",
-        "/api/v1/agents?connected=true",
-        Some(TOKEN),
-        None,
-    );
-    let live: Vec<&str> = live["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["agent_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(live, vec![uid_a.as_str()]);
+    let connected = || -> Vec<String> {
+        let (_, live) = http_json(
+            gw.admin,
+            "GET",
+            "/api/v1/agents?connected=true",
+            Some(TOKEN),
+            None,
+        );
+        live["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["agent_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    gw.wait_offline(&uid_b);
+    assert_eq!(connected(), vec![uid_a.clone()]);
     let (_, page1) = http_json(gw.admin, "GET", "/api/v1/agents?limit=1", Some(TOKEN), None);
     let cursor = page1["next_cursor"]
         .as_str()
@@ -235,42 +232,6 @@ fn host_id_resolution_status_listing_and_revocation() {
     );
 }
 
-#[test]
-fn event_stream_filters_by_channel_and_resumes() {
-    let gw = TestGateway::start();
-    let mut a = gw.agent("sse-agent", V1);
-    let (mut c, uid, _) = onboard(&gw, &mut a, "host-sse");
-    let mut stream = open_events(&gw, "?channel=agent.*.threats", None);
-    std::thread::sleep(Duration::from_millis(100));
-    for (i, kind) in ["threats", "logs", "threats", "threats"].iter().enumerate() {
-        let f = a
-            .message(
-                &format!("agent.{uid}.{kind}"),
-                MsgType::Event,
-                format!("{{\"n\":{i}}}").as_bytes(),
-                now_s(),
-                vec![],
-            )
-            .unwrap();
-        c.send(&f);
-    }
-    let got = read_events(&mut stream, 3);
-    let ns: Vec<i64> = got
-        .iter()
-        .map(|(_, d)| d["body"]["n"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ns, vec![0, 2, 3], "only threats, in order");
-    assert!(got.iter().all(|(_, d)| d["agent_uid"] == uid.as_str()));
-    // Resume after the first event: the two later ones come again, nothing before.
-    let mut resumed = open_events(&gw, "?channel=agent.*.threats", Some(got[0].0));
-    let again = read_events(&mut resumed, 2);
-    let ns: Vec<i64> = again
-        .iter()
-        .map(|(_, d)| d["body"]["n"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ns, vec![2, 3]);
-}
-
 /// `name{labels} value` lines of the Prometheus text format.
 fn scrape(gw: &TestGateway) -> Vec<(String, f64)> {
     let (s, text) = http(gw.admin, "GET", "/metrics", None, None);
@@ -308,6 +269,12 @@ fn value(m: &[(String, f64)], series_prefix: &str, must_contain: &[&str]) -> f64
 
 #[test]
 fn health_readiness_and_metrics_move() {
+    // `server::start` installs the metrics recorder only after it opened the store, so in a
+    // process whose first gateway this is, the store's fsync histogram handle is a no-op and
+    // `fsync_seconds` is never exported (a product bug, reported; the fix is in src/server.rs).
+    // Install the recorder first so this test does not depend on another test's gateway having
+    // started before it in the same binary.
+    aegis_gateway::metrics::install();
     let gw = TestGateway::start();
     assert_eq!(http(gw.admin, "GET", "/healthz", None, None).0, 200);
     assert_eq!(http(gw.admin, "GET", "/readyz", None, None).0, 200);
@@ -348,4 +315,26 @@ fn health_readiness_and_metrics_move() {
         value(&after, "aegis_gateway_fsync_seconds_count", &[]) > 0.0,
         "registration fsync recorded"
     );
+    // Everything exported is in the table of src/metrics.rs that tuning/ is checked against.
+    for (series, _) in &after {
+        let name = series.split('{').next().unwrap_or_default();
+        assert!(
+            aegis_gateway::metrics::lookup(name).is_some(),
+            "{name} is exported but missing from aegis_gateway::metrics::METRICS"
+        );
+    }
+    // ... with the type and help the table gives it.
+    let (_, text) = http(gw.admin, "GET", "/metrics", None, None);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            let def = aegis_gateway::metrics::lookup(name).expect("typed metric in the table");
+            assert_eq!(kind, def.kind.as_str(), "{line}");
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("# HELP name text");
+            let def = aegis_gateway::metrics::lookup(name).expect("described metric in the table");
+            assert_eq!(help, def.help, "{line}");
+        }
+    }
 }

@@ -58,6 +58,8 @@ fn a_burst_is_processed_in_order_and_stops_at_a_replay() {
         .map(|(_, d)| d["body"]["n"].as_i64().unwrap())
         .collect();
     assert_eq!(ns, [0, 1, 2]);
+    // "Nothing more arrives" is the assertion: a short, deliberate window (the burst was
+    // processed in one go, so a routed e3 would already be in the stream).
     stream
         .set_read_timeout(Some(std::time::Duration::from_millis(500)))
         .unwrap();

@@ -42,9 +42,7 @@ fn offline_agent_receives_queued_commands_in_order_exactly_once() {
     let mut a = gw.agent("offline-1", V2);
     let (c, uid, token) = onboard(&gw, &mut a, "host-offline");
     drop(c);
-    while block_on(gw.running.as_ref().unwrap().handle().is_connected(&uid)) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    gw.wait_offline(&uid);
     let mut ids = Vec::new();
     for i in 0..3 {
         let (status, r) = gw.send(
@@ -87,15 +85,15 @@ fn offline_agent_receives_queued_commands_in_order_exactly_once() {
 #[test]
 fn ttl_expiry_retry_exhaustion_and_queue_full() {
     let gw = TestGateway::start_with(|c| {
-        c.ack_timeout = Duration::from_millis(400);
+        c.ack_timeout = Duration::from_millis(300);
         c.message_retry_attempts = 2;
         c.message_queue_size = 2;
     });
-    // TTL: queued for an offline agent, expires.
+    // TTL: queued for an offline agent, expires (checked last: the retries below run meanwhile).
     let mut a = gw.agent("ttl", V2);
     let (c, uid, _) = onboard(&gw, &mut a, "host-ttl");
     drop(c);
-    std::thread::sleep(Duration::from_millis(100));
+    gw.wait_offline(&uid);
     let (_, r) = gw.send(
         &uid,
         json!({"channel": "backend.tests", "message": {}, "ttl_seconds": 1}),
@@ -108,8 +106,6 @@ fn ttl_expiry_retry_exhaustion_and_queue_full() {
     let (status, r) = gw.send(&uid, json!({"channel": "backend.tests", "message": {}}));
     assert_eq!(status, 429, "{r}");
     assert_eq!(r["error"], "queue_full");
-    std::thread::sleep(Duration::from_millis(2100));
-    gw.wait_status(&ttl_id, "expired");
 
     // Retry exhaustion: a connected v2 agent that never acks gets 2 attempts, then failed.
     let mut b = gw.agent("noack", V2);
@@ -125,7 +121,11 @@ fn ttl_expiry_retry_exhaustion_and_queue_full() {
     }
     gw.wait_status(&id, "failed");
     assert_eq!(gw.message(&id)["deliveries"][0]["retry_count"], 2);
+    // No third attempt: nothing comes within two more ack timeouts.
     c.expect_silence(Duration::from_millis(600));
+
+    // The TTL of 1 s has passed by now or soon will: the expiry sweep marks it.
+    gw.wait_status(&ttl_id, "expired");
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn disconnect_mid_delivery_redelivers_on_reconnect() {
     assert_eq!(a.open(c.recv_text().as_bytes()).unwrap().envelope.id, id);
     drop(c); // no ack
     a.reset_session();
-    std::thread::sleep(Duration::from_millis(100));
+    gw.wait_offline(&uid);
     let mut c = connect(gw.addr, &a, Some((&uid, &token)));
     authenticate(&mut c, &mut a);
     let again = a.open(c.recv_text().as_bytes()).unwrap();

@@ -11,29 +11,11 @@
 mod common;
 use aegis_gateway::protocol::envelope::MsgType;
 use common::*;
-use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use serde_json::Value;
+use std::time::Duration;
 
 /// Sends accepted after the fill, at most: they fit in the journal's last page.
 const MAX_ACCEPTED_WHEN_FULL: u32 = 64;
-
-fn send(child: &Child, uid: &str, n: u32) -> (u16, Value) {
-    http_json(
-        child.admin_addr,
-        "POST",
-        &format!("/api/v1/agents/{uid}/send"),
-        Some(CHILD_TOKEN),
-        Some(&json!({"channel": "backend.policies", "message": {"n": n}}).to_string()),
-    )
-}
-
-/// The message id of a send answered `queued`.
-fn queued(child: &Child, uid: &str, n: u32) -> String {
-    let (status, r) = send(child, uid, n);
-    assert_eq!(status, 200, "send {n}: {r}");
-    assert_eq!(r["status"], "queued", "send {n}: {r}");
-    r["message_id"].as_str().unwrap().to_string()
-}
 
 /// Asserts a refusal is the documented storage error: 5xx, `{"error", "message"}`, no id.
 fn assert_storage_refusal(status: u16, r: &Value, allowed: &[(u16, &str)]) {
@@ -108,21 +90,7 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
     authenticate(&mut c, &mut a);
     let (uid, token) = register(&mut c, &mut a, "host-disk-full");
     drop(c);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, s) = http_json(
-            child.admin_addr,
-            "GET",
-            &format!("/api/v1/agents/{uid}/status"),
-            Some(CHILD_TOKEN),
-            None,
-        );
-        if s["connected"] == false {
-            break;
-        }
-        assert!(Instant::now() < deadline, "agent never shown offline: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    child.wait_offline(&uid);
 
     // A second agent stays connected throughout: its own writes fail while the disk is full.
     let mut w = child.agent("disk-full-witness", V2);
@@ -130,7 +98,7 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
     authenticate(&mut wc, &mut w);
     let (w_uid, _) = register(&mut wc, &mut w, "host-disk-full-witness");
 
-    let mut accepted: Vec<String> = (0..5).map(|n| queued(&child, &uid, n)).collect();
+    let mut accepted: Vec<String> = (0..5).map(|n| child.send_queued(&uid, n)).collect();
     let mut refused = 0;
 
     // Fill the file system. The journal's last page may still take a few commands (they are
@@ -143,7 +111,7 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
     let before_fill = accepted.len();
     let mut n = 100;
     loop {
-        let (status, r) = send(&child, &uid, n);
+        let (status, r) = child.send(&uid, n);
         if status == 200 {
             assert_eq!(r["status"], "queued", "{r}");
             accepted.push(r["message_id"].as_str().unwrap().to_string());
@@ -162,7 +130,7 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
     let accepted_when_full = accepted.len() - before_fill;
     // While full: every send is refused with 507, the gateway keeps running and answering.
     for n in 200..205 {
-        let (status, r) = send(&child, &uid, n);
+        let (status, r) = child.send(&uid, n);
         assert_storage_refusal(status, &r, &[(507, "insufficient_storage")]);
         refused += 1;
     }
@@ -174,28 +142,20 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
     }
     wc.expect_silence(Duration::from_millis(300));
     assert_alive(&mut child);
-    let (status, s) = http_json(
-        child.admin_addr,
-        "GET",
-        &format!("/api/v1/agents/{uid}/status"),
-        Some(CHILD_TOKEN),
-        None,
-    );
+    let (status, s) = child.agent_status(&uid);
     assert_eq!(status, 200, "reads keep working: {s}");
     assert_eq!(metric(&child, "aegis_gateway_store_available"), Some(0.0));
 
     // Space returns: sends are accepted again, without a restart (bounded wait; refusals
     // meanwhile are 507 until the store reopens, 503 while it does).
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut n = 300;
-    loop {
-        let (status, r) = send(&child, &uid, n);
+    let id = poll_until(Duration::from_secs(30), || {
+        let (status, r) = child.send(&uid, n);
         n += 1;
         if status == 200 {
             assert_eq!(r["status"], "queued", "{r}");
-            accepted.push(r["message_id"].as_str().unwrap().to_string());
-            break;
+            return Ok(r["message_id"].as_str().unwrap().to_string());
         }
         assert_storage_refusal(
             status,
@@ -203,15 +163,11 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
             &[(507, "insufficient_storage"), (503, "storage_unavailable")],
         );
         refused += 1;
-        assert!(
-            Instant::now() < deadline,
-            "no recovery 30 s after space returned\n{}",
-            child.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Err(format!("no recovery after space returned\n{}", child.log()))
+    });
+    accepted.push(id);
     for _ in 0..5 {
-        accepted.push(queued(&child, &uid, n));
+        accepted.push(child.send_queued(&uid, n));
         n += 1;
     }
     assert_alive(&mut child);
@@ -225,7 +181,7 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
     );
     assert!(refused >= 6);
     // The connected agent was kept, and gets a command at once.
-    let (status, r) = send(&child, &w_uid, 999);
+    let (status, r) = child.send(&w_uid, 999);
     assert_eq!((status, r["status"].as_str()), (200, Some("sent")), "{r}");
     let opened = w.open(wc.recv_text().as_bytes()).unwrap();
     assert_eq!(opened.envelope.id, r["message_id"].as_str().unwrap());
@@ -249,20 +205,5 @@ fn a_full_disk_refuses_commands_clearly_and_recovers_when_space_returns() {
         got, accepted,
         "after a restart: every queued command, none of the refused"
     );
-    let last = accepted.last().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, m) = http_json(
-            child.admin_addr,
-            "GET",
-            &format!("/api/v1/messages/{last}"),
-            Some(CHILD_TOKEN),
-            None,
-        );
-        if m["deliveries"][0]["status"] == "delivered" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "ack not recorded: {m}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    child.wait_status(accepted.last().unwrap(), "delivered");
 }

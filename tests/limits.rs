@@ -2,7 +2,9 @@
 //! the gateway keeps serving others.
 
 mod common;
+use aegis_gateway::protocol::channel::BackendKind;
 use aegis_gateway::protocol::envelope::MsgType;
+use aegis_gateway::protocol::session::unregistered_identity;
 use common::*;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -56,16 +58,10 @@ fn max_connections_answers_503_and_frees_slots() {
     assert!(refused.body.contains("\"error\""));
     // Freeing one slot lets a new agent in (the slot is released when the server sees the close).
     held.pop();
-    let mut ok = false;
-    for _ in 0..100 {
+    eventually("a freed slot admits a new agent", WAIT, || {
         let req = go_upgrade_request(gw.addr, a.agent_id(), a.public_b64(), &[]);
-        if connect_raw(gw.addr, req.as_bytes()).is_ok() {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(ok, "slot was not released");
+        connect_raw(gw.addr, req.as_bytes()).is_ok()
+    });
 }
 
 #[test]
@@ -85,10 +81,7 @@ fn message_rate_limit_then_close_4007() {
                 .message(&ch, MsgType::Event, b"{}", now_s(), vec![])
                 .unwrap();
             c.send(&f);
-            c.ws.get_ref()
-                .set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            match c.recv() {
+            match c.recv_within(Duration::from_millis(200)) {
                 Recv::Text(t) => {
                     assert_eq!(error_kind(&mut a, &t), "rate_limited");
                     limited += 1;
@@ -119,13 +112,23 @@ fn throttled_v2_agent_stays_in_sequence() {
     let gw = TestGateway::start_with(|c| {
         c.message_rate = 2;
         c.message_burst = 4;
+        // During the handshake error frames are dropped silently (PROTOCOL §3): end it soon.
+        c.handshake_grace = Duration::from_millis(100);
     });
     let mut a = gw.agent("throttled", V2);
     let mut c = connect(gw.addr, &a, None);
     authenticate(&mut c, &mut a);
     let ch = format!("agent.{}.logs", a.ident());
-    // Wait out the handshake grace so error frames are sent.
-    std::thread::sleep(Duration::from_millis(5200));
+    // The handshake is over once a command held back during it is written (PROTOCOL §3:
+    // nothing unsolicited before its end), so from then on error frames are sent.
+    let identity = unregistered_identity(a.agent_id(), a.public_b64());
+    let probe = block_on(
+        gw.handle()
+            .deliver(&identity, command("grace-over", BackendKind::Tests, "{}")),
+    );
+    assert!(probe.is_ok(), "{probe:?}");
+    let opened = a.open(c.recv_text().as_bytes()).unwrap();
+    assert_eq!(opened.envelope.id, "grace-over");
     let mut limited = 0;
     for _ in 0..6 {
         let f = a
@@ -133,19 +136,26 @@ fn throttled_v2_agent_stays_in_sequence() {
             .unwrap();
         c.send(&f);
     }
-    c.ws.get_ref()
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    while let Recv::Text(t) = c.recv() {
+    // Errors come at once; 500 ms of silence means all of them have been read.
+    while let Recv::Text(t) = c.recv_within(Duration::from_millis(500)) {
         assert_eq!(error_kind(&mut a, &t), "rate_limited");
         limited += 1;
     }
     assert!(limited >= 1);
-    // After the bucket refills, the next message (next seq) is accepted: no replay_detected.
-    std::thread::sleep(Duration::from_millis(1100));
-    let f = a
-        .message(&ch, MsgType::Event, b"{}", now_s(), vec![])
-        .unwrap();
-    c.send(&f);
-    c.expect_silence(Duration::from_millis(300));
+    // Once the bucket refills (a token per 500 ms), the next message (next seq) is accepted: no
+    // replay_detected. Poll: a message sent before the refill is rate_limited (never anything
+    // else), one sent after it gets no reply.
+    loop {
+        let f = a
+            .message(&ch, MsgType::Event, b"{}", now_s(), vec![])
+            .unwrap();
+        c.send(&f);
+        match c.recv_within(Duration::from_millis(300)) {
+            Recv::Timeout => break,
+            Recv::Text(t) => assert_eq!(error_kind(&mut a, &t), "rate_limited"),
+            other => panic!("{other:?}"),
+        }
+        limited += 1;
+        assert!(limited < 10, "still limited after {limited} frames");
+    }
 }

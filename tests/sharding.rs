@@ -93,11 +93,5 @@ fn presence_pointer_after_registration_and_cross_shard_replace() {
     );
     // After the connection ends, presence is gone.
     drop(c2);
-    for _ in 0..100 {
-        if !block_on(handle.is_connected(&uid)) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("presence not released after disconnect");
+    gw.wait_offline(&uid);
 }
