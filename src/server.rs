@@ -159,6 +159,9 @@ impl Running {
 
 /// Opens the store, loads keys and starts the shards.
 pub fn start(config: Config) -> Result<Running, ServeError> {
+    // Before anything records: handles taken before the recorder exists record into nothing
+    // (the store's fsync histogram, say).
+    crate::metrics::install();
     let (key, generated) = gateway_key(&config)?;
     if generated {
         tracing::warn!(

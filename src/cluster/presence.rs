@@ -404,6 +404,9 @@ async fn lease(n: Arc<Nats>) {
         if let Err(e) = n.nodes.put(&n.node_id, value.into()).await {
             tracing::debug!(error = %e, "node lease not refreshed");
         }
+        if let Ok(info) = n.cmd.get_info().await {
+            metrics::gauge!(crate::metrics::QUEUE_DEPTH).set(info.state.messages as f64);
+        }
         tokio::time::sleep(LEASE_EVERY).await;
     }
 }

@@ -125,6 +125,7 @@ impl GatewayBackend {
             Err(QueueError::Store(e)) => return Err(store_error(&*self.fleet, &e, NOT_QUEUED)),
             Err(e) => return Err(internal(e)),
         };
+        metrics::counter!(crate::metrics::ENQUEUES).increment(1);
         let status = match self
             .deliver(&uid, command(&queued, kind, msg_type, &new.payload))
             .await
@@ -182,6 +183,8 @@ impl GatewayBackend {
             .enqueue_many(&items, now_s(), self.config.message_queue_size)
             .await
             .map_err(|e| store_error(&*self.fleet, &e, "the broadcast was not queued"))?;
+        let stored = results.iter().filter(|r| r.is_ok()).count();
+        metrics::counter!(crate::metrics::ENQUEUES).increment(stored as u64);
         let mut failed = Vec::new();
         let mut deliveries = Vec::new();
         let mut queued = Vec::new();

@@ -15,6 +15,8 @@ pub const EVENTS_KEPT: u64 = 1_000_000;
 pub const MESSAGE_RETENTION_S: i64 = 7 * 86_400;
 /// Retention work runs when `now` is a multiple of this many seconds (about once a minute).
 const RETENTION_EVERY_S: i64 = 60;
+/// The queue-depth gauge is counted when `now` is a multiple of this many seconds.
+const DEPTH_EVERY_S: i64 = 15;
 /// Queued commands expired per sweep at most.
 const EXPIRE_PER_SWEEP: usize = 1_000;
 /// Final delivery records purged per retention pass at most.
@@ -184,6 +186,12 @@ impl Fleet for Store {
 fn sweep(store: &Store, now: i64) -> usize {
     if store.fault().is_some() {
         return 0; // a failed store refuses writes; it reopens by itself
+    }
+    if now % DEPTH_EVERY_S == 0 {
+        match store.pending_total() {
+            Ok(n) => metrics::gauge!(crate::metrics::QUEUE_DEPTH).set(n as f64),
+            Err(e) => tracing::debug!(error = %e, "queue depth not counted"),
+        }
     }
     if now % RETENTION_EVERY_S == 0 {
         if let Err(e) = store.trim_events(EVENTS_KEPT) {

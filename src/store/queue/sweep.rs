@@ -43,6 +43,21 @@ impl Store {
         Ok(revoked)
     }
 
+    /// Pending commands of every agent: the entries of the expiry index (one per pending
+    /// command). A key-only scan, O(pending): for the queue-depth gauge, not for hot paths.
+    ///
+    /// # Errors
+    /// Storage error.
+    pub fn pending_total(&self) -> Result<usize, StoreError> {
+        let engine = self.engine()?;
+        let mut n = 0;
+        for guard in engine.ks.queue.prefix([0u8]) {
+            guard.key().ctx("counting pending commands")?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Moves up to `limit` (at most [`MAX_SWEEP`]) pending commands whose TTL ran out at `now`
     /// to `expired`, across all agents, in one batch; returns how many. Work is bounded by
     /// `limit` (an expiry index is read in time order, never the whole queue). Call it
