@@ -49,7 +49,7 @@ pub enum ServeError {
     #[error(transparent)]
     Start(#[from] crate::shard::StartError),
     /// Cluster mode (NATS).
-    #[error("cluster mode: {0}")]
+    #[error("cluster mode")]
     Cluster(#[from] crate::cluster::SetupError),
 }
 

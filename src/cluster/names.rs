@@ -10,6 +10,8 @@ pub const CMD_STREAM: &str = "AEGIS_CMD";
 pub const CMD_SUBJECTS: &str = "aegis.cmd.*";
 /// Where the stream republishes each stored command (core NATS), for the node holding the agent.
 pub const NOTIFY_SUBJECTS: &str = "aegis.notify.cmd.*";
+/// [`NOTIFY_SUBJECTS`] as the republish destination (a subject mapping of the uid token).
+pub const NOTIFY_DESTINATION: &str = "aegis.notify.cmd.{{wildcard(1)}}";
 /// The event log northbound: verified agent messages on `aegis.agent.<id>.<kind>`.
 pub const EVENTS_STREAM: &str = "AEGIS_EVENTS";
 /// Subjects of [`EVENTS_STREAM`].

