@@ -4,41 +4,21 @@
 //! revocation); one live connection per agent across the nodes.
 
 mod common;
-use common::*;
 use aegis_gateway::protocol::envelope::MsgType;
+use common::*;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
-
-/// A cluster node: the binary with `NATS_URL`, sharing the gateway key of `key_dir`.
-fn node(dir: &Path, nats: &str, id: &str, key_dir: Option<&Path>) -> Child {
-    let mut env = vec![
-        ("NATS_URL", nats.to_string()),
-        ("NATS_REPLICAS", "1".to_string()),
-        ("NODE_ID", id.to_string()),
-    ];
-    if let Some(k) = key_dir {
-        env.push((
-            "AUTH_PRIVATE_KEY_PATH",
-            k.join("keys/private.pem").display().to_string(),
-        ));
-    }
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Child::spawn(dir, &env)
-}
-
-fn admin(c: &Child, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let body = body.map(|b| b.to_string());
-    http_json(c.admin_addr, method, path, Some(CHILD_TOKEN), body.as_deref())
-}
 
 #[test]
 fn two_nodes_serve_one_fleet() {
     let nats = NatsServer::start();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = node(da.path(), &nats.url(), "node-a", None);
-    let b = node(db.path(), &nats.url(), "node-b", Some(da.path()));
-    assert_eq!(a.public_key, b.public_key, "the nodes share the gateway key");
+    let a = cluster_node(da.path(), &nats.url(), "node-a", None, &[]);
+    let b = cluster_node(db.path(), &nats.url(), "node-b", Some(da.path()), &[]);
+    assert_eq!(
+        a.public_key, b.public_key,
+        "the nodes share the gateway key"
+    );
 
     // Register through A.
     let mut agent = a.agent("cluster-agent", V2);
@@ -74,7 +54,13 @@ fn two_nodes_serve_one_fleet() {
     let channel = format!("agent.{uid}.threats");
     ca.send(
         &agent
-            .message(&channel, MsgType::Event, br#"{"threat":"x"}"#, now_s(), vec![])
+            .message(
+                &channel,
+                MsgType::Event,
+                br#"{"threat":"x"}"#,
+                now_s(),
+                vec![],
+            )
             .unwrap(),
     );
     let mut events = open_events_on(b.admin_addr, CHILD_TOKEN, "?channel=agent.*.threats", None);
@@ -87,7 +73,11 @@ fn two_nodes_serve_one_fleet() {
     let mut cb = connect(b.agent_addr, &agent, Some((&uid, &token)));
     authenticate(&mut cb, &mut agent);
     let mut seen = Vec::new();
-    assert_eq!(ca.recv_close(&mut seen), 4010, "old connection replaced: {seen:?}");
+    assert_eq!(
+        ca.recv_close(&mut seen),
+        4010,
+        "old connection replaced: {seen:?}"
+    );
     eventually("A shows the agent on B", WAIT, || {
         let (_, st) = admin(&a, "GET", &format!("/api/v1/agents/{uid}/status"), None);
         st["connected"] == true
@@ -149,8 +139,8 @@ fn two_nodes_serve_one_fleet() {
 fn the_same_agent_on_both_nodes_at_once_keeps_one_connection() {
     let nats = NatsServer::start();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = node(da.path(), &nats.url(), "node-a", None);
-    let b = node(db.path(), &nats.url(), "node-b", Some(da.path()));
+    let a = cluster_node(da.path(), &nats.url(), "node-a", None, &[]);
+    let b = cluster_node(db.path(), &nats.url(), "node-b", Some(da.path()), &[]);
     let mut agent = a.agent("twice", V2);
     let mut c = connect(a.agent_addr, &agent, None);
     authenticate(&mut c, &mut agent);

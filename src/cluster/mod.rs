@@ -292,6 +292,10 @@ impl Fleet for Cluster {
         })
     }
 
+    fn reachable(&self) -> bool {
+        self.nats.is_connected()
+    }
+
     fn check_writable(&self) -> Result<(), StoreError> {
         match self.fault() {
             Some(f) => Err(StoreError::Unavailable(f)),

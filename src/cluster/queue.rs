@@ -7,7 +7,9 @@
 //! [`names::MESSAGES`] bucket under `<message id>.<uid>`, created right after the publish (a
 //! second create fails, so an id is one command even past the dedup window) and changed by
 //! compare-and-swap on its revision, so two nodes never count one attempt twice. A final status
-//! (delivered, failed, expired, revoked) deletes the command from the stream.
+//! (delivered, failed, expired, revoked) deletes the command from the stream. A command is
+//! deliverable only while its status record exists and is pending: one whose enqueue was never
+//! answered (its node died between the publish and the record) is never delivered.
 //!
 //! An agent's backlog is read with direct gets (`next_by_subj`), one per pending command: no
 //! consumer per agent (the server's default limit is 1,000 consumers, each ≈ 46 KB).
@@ -93,25 +95,32 @@ pub async fn enqueue(
                     QueueError::from(unavailable(e))
                 }
             })?;
-    if ack.duplicate {
-        return Err(QueueError::Duplicate);
-    }
     rec.seq = ack.sequence;
+    let key = names::status_key(&msg.message_id, uid);
     let status = QueuedMessage {
         payload: String::new(),
         ..rec.clone()
     };
-    let key = names::status_key(&msg.message_id, uid);
     match n.messages.create(&key, encode(&status)?).await {
         Ok(_) => Ok(rec),
-        Err(e) => {
-            // Not answered as stored: take the command back (best effort while NATS is down).
-            let _ = n.cmd.delete_message(rec.seq).await;
-            if e.kind() == kv::CreateErrorKind::AlreadyExists {
-                Err(QueueError::Duplicate)
-            } else {
-                Err(unavailable(e).into())
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            // Ours already (a publish or create the client retried), or the id was taken.
+            let existing = n.messages.get(key.clone()).await.map_err(unavailable)?;
+            match existing.map(|v| decode(&key, &v)).transpose()? {
+                Some(r) if r.seq == rec.seq => Ok(rec),
+                _ => {
+                    if !ack.duplicate {
+                        let _ = n.cmd.delete_message(rec.seq).await;
+                    }
+                    Err(QueueError::Duplicate)
+                }
             }
+        }
+        Err(e) => {
+            // Not answered as stored. Without its status record the command is never
+            // delivered (see `update`); take it out of the stream too (best effort).
+            let _ = n.cmd.delete_message(rec.seq).await;
+            Err(unavailable(e).into())
         }
     }
 }
@@ -175,11 +184,9 @@ async fn update(
         let entry = n.messages.entry(key.clone()).await.map_err(unavailable)?;
         let (rec, revision) = match entry {
             Some(e) if e.operation == kv::Operation::Put => (decode(&key, &e.value)?, e.revision),
-            // A command published by a node that died before its status record was written.
-            _ => match restore(n, uid, cmd, &key).await? {
-                Some(()) => continue,
-                None => return Ok(None),
-            },
+            // No status record: a command whose enqueue was never answered (its node died, or
+            // the record is being created right now): not deliverable.
+            _ => return Ok(None),
         };
         if rec.status.is_terminal() {
             let _ = n.cmd.delete_message(rec.seq).await;
@@ -212,27 +219,6 @@ async fn update(
     Err(unavailable(
         "too many concurrent changes of one delivery status",
     ))
-}
-
-/// Writes the missing status record of `cmd` from the command in the stream; `None` if the
-/// command is gone too.
-async fn restore(n: &Nats, uid: &str, cmd: &Command, key: &str) -> Result<Option<()>, StoreError> {
-    let m = match n.cmd.direct_get(cmd.seq).await {
-        Ok(m) => m,
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unavailable(e)),
-    };
-    let mut rec = decode(key, &m.payload)?;
-    if rec.agent_uid != uid || rec.message_id != cmd.message_id {
-        return Ok(None);
-    }
-    rec.seq = m.sequence;
-    rec.payload = String::new();
-    match n.messages.create(key, encode(&rec)?).await {
-        Ok(_) => Ok(Some(())),
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(Some(())),
-        Err(e) => Err(unavailable(e)),
-    }
 }
 
 /// Records one write of `cmd` before it is made (see `Fleet::record_attempt`).

@@ -161,7 +161,7 @@ impl Backend for GatewayBackend {
     }
 
     fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.fleet.reachable()
     }
 
     fn metrics_text(&self) -> String {

@@ -229,6 +229,12 @@ pub trait Fleet: Send + Sync + 'static {
     /// Why the state refuses writes, if it does (`None` when healthy).
     fn fault(&self) -> Option<Fault>;
 
+    /// Whether the state can be read at all (new agents can be authenticated): `/readyz`.
+    /// Default: true (an embedded store keeps serving reads even when it refuses writes).
+    fn reachable(&self) -> bool {
+        true
+    }
+
     /// Whether a new command may be written now (a cheap check before the work of a send).
     ///
     /// # Errors

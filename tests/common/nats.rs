@@ -103,9 +103,11 @@ impl NatsServer {
             .expect("nats-server starts");
         self.child = Some(child);
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
-        eventually(&format!("nats-server {} listening", self.name), WAIT, || {
-            TcpStream::connect(addr).is_ok()
-        });
+        eventually(
+            &format!("nats-server {} listening", self.name),
+            WAIT,
+            || TcpStream::connect(addr).is_ok(),
+        );
     }
 
     /// SIGKILLs the server (its store dir stays).
@@ -149,4 +151,50 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// A gateway node in cluster mode (the binary with `NATS_URL`, `NATS_REPLICAS=1` unless
+/// `extra` says otherwise, `NODE_ID=id`), sharing the gateway key of the node whose data dir is
+/// `key_dir` (every node of a cluster signs with one key).
+pub fn cluster_node(
+    dir: &std::path::Path,
+    nats: &str,
+    id: &str,
+    key_dir: Option<&std::path::Path>,
+    extra: &[(&str, &str)],
+) -> super::child::Child {
+    let mut env: Vec<(String, String)> = vec![
+        ("NATS_URL".into(), nats.to_string()),
+        ("NATS_REPLICAS".into(), "1".into()),
+        ("NODE_ID".into(), id.to_string()),
+    ];
+    if let Some(k) = key_dir {
+        env.push((
+            "AUTH_PRIVATE_KEY_PATH".into(),
+            k.join("keys/private.pem").display().to_string(),
+        ));
+    }
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    super::child::Child::spawn(dir, &env)
+}
+
+/// An admin API call on a child gateway with its token; (status, JSON).
+pub fn admin(
+    c: &super::child::Child,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let body = body.map(|b| b.to_string());
+    super::http::http_json(
+        c.admin_addr,
+        method,
+        path,
+        Some(super::child::CHILD_TOKEN),
+        body.as_deref(),
+    )
 }
