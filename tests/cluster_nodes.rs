@@ -6,7 +6,7 @@
 mod common;
 use aegis_gateway::protocol::envelope::MsgType;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 #[test]
