@@ -6,12 +6,12 @@
 
 use crate::admin::api::{
     AgentFilter, AgentPage, AgentStatus, ApiError, BroadcastFailure, BroadcastRequest,
-    BroadcastResponse, Delivery, EventItem, ListQuery, MessageStatusResponse, RevokeResponse,
-    SendRequest, SendResponse,
+    BroadcastResponse, Delivery, ErrorKind, EventItem, ListQuery, MessageStatusResponse,
+    RevokeResponse, SendRequest, SendResponse,
 };
 use crate::admin::Backend;
 use crate::config::Config;
-use crate::protocol::channel::{self, BackendKind, Channel};
+use crate::protocol::channel::BackendKind;
 use crate::protocol::envelope::MsgType;
 use crate::protocol::payloads::server_time;
 use crate::shard::{rt, Command, DeliverError, DeliveryOutcome, GatewayHandle};
@@ -22,8 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Default command priority (0..=9, higher first).
-const DEFAULT_PRIORITY: u8 = 5;
 /// Records read per page while scanning agents for a broadcast.
 const SCAN_PAGE: usize = 5_000;
 
@@ -82,17 +80,6 @@ fn command(q: &QueuedMessage, kind: BackendKind, msg_type: MsgType, payload: &st
     }
 }
 
-fn parse_message_type(t: Option<&str>) -> Result<MsgType, ApiError> {
-    match t.unwrap_or("request") {
-        "request" => Ok(MsgType::Request),
-        "event" => Ok(MsgType::Event),
-        other => Err(ApiError::bad_request(
-            "invalid_request",
-            format!("message_type must be request or event, not {other:?}"),
-        )),
-    }
-}
-
 impl GatewayBackend {
     /// Resolves `{id}`: an agent uid, or a host_id held by exactly one active uid.
     fn resolve(&self, id: &str) -> Result<AgentRecord, ApiError> {
@@ -102,22 +89,20 @@ impl GatewayBackend {
         }
         let uids = self.store.uids_for_host(id).map_err(read_error)?;
         match uids.as_slice() {
-            [] => Err(ApiError::not_found(
-                "agent_not_found",
-                format!("no registered agent with uid or host_id {id:?}"),
-            )),
+            [] => Err(ApiError::agent_not_found(format!(
+                "no registered agent with uid or host_id {id:?}"
+            ))),
             [uid] => self
                 .store
                 .get_agent(uid)
                 .map_err(read_error)?
-                .ok_or_else(|| ApiError::not_found("agent_not_found", "agent was just revoked")),
-            many => Err(ApiError::conflict(
-                "ambiguous_host_id",
+                .ok_or_else(|| ApiError::agent_not_found("agent was just revoked")),
+            many => Err(ApiError::ambiguous_host_id(
                 format!(
                     "host_id {id:?} is held by {} agents; address one by uid",
                     many.len()
                 ),
-                serde_json::json!({ "agent_uids": many }),
+                many,
             )),
         }
     }
@@ -265,31 +250,22 @@ impl Backend for GatewayBackend {
     async fn send(&self, id: &str, req: SendRequest) -> Result<SendResponse, ApiError> {
         let rec = self.resolve(id)?;
         let uid = rec.agent_uid.clone();
-        let kind = match channel::parse(&req.channel) {
-            Ok(Channel::Backend { id: None, kind }) => kind,
-            Ok(Channel::Backend {
-                id: Some(cid),
-                kind,
-            }) if cid == uid
-                || cid == id
-                || self.resolve(cid).is_ok_and(|r| r.agent_uid == uid) =>
-            {
-                kind
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_channel",
-                    format!("channel must be backend.{{kind}} or backend.{uid}.{{kind}}"),
-                ))
-            }
+        let (kind, msg_type) = (req.kind, req.message_type);
+        let ours = |cid: &str| {
+            cid == uid || cid == id || self.resolve(cid).is_ok_and(|r| r.agent_uid == uid)
         };
-        let msg_type = parse_message_type(req.message_type.as_deref())?;
+        if !req.channel_id.as_deref().is_none_or(ours) {
+            return Err(ApiError::new(
+                ErrorKind::InvalidChannel,
+                format!("channel must be backend.{{kind}} or backend.{uid}.{{kind}}"),
+            ));
+        }
         let payload = serde_json::to_string(&req.message).map_err(internal)?;
         let new = self.new_message(
             kind,
             msg_type,
             payload,
-            req.priority.unwrap_or(DEFAULT_PRIORITY),
+            req.priority,
             self.ttl_s(req.ttl_seconds),
         );
         // Answered only once the command is on disk; refused (and never delivered) otherwise.
@@ -301,8 +277,7 @@ impl Backend for GatewayBackend {
             Ok(q) => q,
             Err(QueueError::Full { depth }) => {
                 return Err(ApiError::new(
-                    429,
-                    "queue_full",
+                    ErrorKind::QueueFull,
                     format!("agent {uid} already has {depth} queued commands (MESSAGE_QUEUE_SIZE)"),
                 ))
             }
@@ -325,18 +300,9 @@ impl Backend for GatewayBackend {
     }
 
     async fn broadcast(&self, req: BroadcastRequest) -> Result<BroadcastResponse, ApiError> {
-        let kind = match channel::parse(&req.channel) {
-            Ok(Channel::Backend { id: None, kind }) => kind,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_channel",
-                    "a broadcast channel is backend.{kind}",
-                ))
-            }
-        };
-        let msg_type = parse_message_type(req.message_type.as_deref())?;
+        let (kind, msg_type) = (req.kind, req.message_type);
         let payload = serde_json::to_string(&req.message).map_err(internal)?;
-        let include_offline = req.include_offline.unwrap_or(false);
+        let include_offline = req.include_offline;
         let targets = self.matching_agents(req.agent_filter.as_ref())?;
         let uids: Vec<String> = targets.into_iter().map(|r| r.agent_uid).collect();
         let live = self.handle.sessions(&uids).await;
@@ -346,8 +312,7 @@ impl Backend for GatewayBackend {
             .map(|(u, l)| (u, l.is_some()))
             .filter(|(_, connected)| *connected || include_offline)
             .collect();
-        let template =
-            self.new_message(kind, msg_type, payload, DEFAULT_PRIORITY, self.ttl_s(None));
+        let template = self.new_message(kind, msg_type, payload, req.priority, self.ttl_s(None));
         let message_id = template.message_id.clone();
         let items: Vec<(String, NewMessage)> = chosen
             .iter()
@@ -399,8 +364,8 @@ impl Backend for GatewayBackend {
             .message_status(message_id)
             .map_err(|e| store_error(&self.store, &e, NOT_READ))?;
         if records.is_empty() {
-            return Err(ApiError::not_found(
-                "message_not_found",
+            return Err(ApiError::new(
+                ErrorKind::MessageNotFound,
                 format!("no message {message_id:?}"),
             ));
         }
@@ -550,22 +515,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let full = store_error(&store, &enospc(), NOT_QUEUED);
-        assert_eq!((full.status, full.error), (507, "insufficient_storage"));
+        assert_eq!(full.kind, ErrorKind::InsufficientStorage);
         assert!(full.message.contains(NOT_QUEUED), "{}", full.message);
         let reserve = StoreError::DiskFull {
             free: 0,
             reserve: 1,
         };
-        assert_eq!(store_error(&store, &reserve, NOT_QUEUED).status, 507);
+        assert_eq!(store_error(&store, &reserve, NOT_QUEUED).status(), 507);
         let other = store_error(&store, &poisoned(), NOT_QUEUED);
-        assert_eq!((other.status, other.error), (503, "storage_unavailable"));
+        assert_eq!(other.kind, ErrorKind::StorageUnavailable);
         let damaged = StoreError::CorruptKey {
             keyspace: "queue",
             key: "k".into(),
         };
-        assert_eq!(store_error(&store, &damaged, NOT_READ).status, 500);
+        assert_eq!(store_error(&store, &damaged, NOT_READ).status(), 500);
         // fjall's Poisoned does not say why: the store's recorded fault does.
         store.inject_fault(true);
-        assert_eq!(store_error(&store, &poisoned(), NOT_QUEUED).status, 507);
+        assert_eq!(store_error(&store, &poisoned(), NOT_QUEUED).status(), 507);
     }
 }

@@ -6,7 +6,7 @@ use crate::admin::api::EventItem;
 
 fn events_request(extra_headers: &str, query: &str) -> String {
     format!(
-        "GET /api/v1/events{query} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n{extra_headers}\r\n"
+        "GET /api/v1/events{query} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n{extra_headers}\r\n"
     )
 }
 
@@ -96,7 +96,7 @@ fn query_last_event_id_and_defaults() {
         .assert_error(400, "invalid_query");
     s.request(&events_request("", "?channel=a%0Ab"))
         .assert_error(400, "invalid_query");
-    s.request("GET /api/v1/events HTTP/1.1\r\n\r\n")
+    s.request("GET /api/v1/events HTTP/1.1\r\nHost: t\r\n\r\n")
         .assert_error(401, "unauthorized");
 }
 
