@@ -97,11 +97,11 @@ pub struct AgentPage {
 struct SendBody {
     channel: String,
     message: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     message_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     priority: Option<u8>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     ttl_seconds: Option<u64>,
 }
 
@@ -140,16 +140,16 @@ pub struct SendResponse {
 #[serde(deny_unknown_fields)]
 pub struct AgentFilter {
     /// Explicit agent uids (at most 100,000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub agent_uids: Option<Vec<String>>,
     /// Platform OS.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub os: Option<String>,
     /// Platform architecture.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub arch: Option<String>,
     /// Agent version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub agent_version: Option<String>,
 }
 
@@ -159,11 +159,11 @@ pub struct AgentFilter {
 struct BroadcastBody {
     channel: String,
     message: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     message_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     agent_filter: Option<AgentFilter>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     include_offline: Option<bool>,
 }
 
@@ -368,6 +368,13 @@ pub fn parse_broadcast(body: &[u8]) -> Result<BroadcastRequest, ApiError> {
         agent_filter: b.agent_filter,
         include_offline: b.include_offline.unwrap_or(false),
     })
+}
+
+/// An optional field: absent is `None`, `null` is refused (the schema does not allow it).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Parses a JSON body: syntax errors are `invalid_json`, shape errors `invalid_request`.

@@ -345,6 +345,7 @@ async fn serve_conn<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(
                 let limits = sse::Limits {
                     wait: ctx.opts.sse_wait,
                     stall: ctx.opts.sse_stall,
+                    grace: ctx.opts.sse_stall,
                     max_bytes: ctx.opts.sse_buffer,
                 };
                 sse::stream(&mut conn, &*ctx.backend, q, limits).await;

@@ -211,7 +211,7 @@ fn operation(route: Route) -> Value {
             )],
             None,
             ok_json("RevokeResponse"),
-            &["400", "404", "409", "503", "507"],
+            &["400", "404", "405", "409", "503", "507"],
             true,
         ),
         Route::Events => op(

@@ -13,7 +13,7 @@
 //! started are dropped, the frame it is in the middle of is finished, and the stream ends with
 //! `event: end` whose data is `{"error":"slow_consumer","message":…,"last_event_id":N}` (N:
 //! the last event it received whole; resume with `Last-Event-ID: N`). The connection is closed
-//! once that is written, or after one more stall time.
+//! once that is written, or after a grace time (one more stall time).
 
 use super::api::EventItem;
 use super::http::Conn;
@@ -73,6 +73,8 @@ pub struct Limits {
     pub wait: Duration,
     /// No progress writing for this long: a slow consumer. Default = [`WRITE_STALL`].
     pub stall: Duration,
+    /// How long the end event of a slow consumer may take to write. Default = [`WRITE_STALL`].
+    pub grace: Duration,
     /// Bytes of frames held at once. Default = [`MAX_BUFFERED_BYTES`].
     pub max_bytes: usize,
 }
@@ -152,7 +154,7 @@ pub async fn stream<B: Backend, S: AsyncRead + AsyncWrite + Unpin>(
                 let mut tail = out.get(written..rest_end).unwrap_or_default().to_vec();
                 tail.extend_from_slice(&end_frame(last));
                 tracing::info!(last, "admin event stream: slow consumer dropped");
-                let _ = write(conn, &tail, limits.stall).await;
+                let _ = write(conn, &tail, limits.grace).await;
                 return;
             }
         }

@@ -197,6 +197,22 @@ fn send_and_broadcast_validation() {
         )),
         ErrorKind::InvalidRequest
     );
+    // Optional fields may be absent but not null (the schema does not allow null).
+    for body in [
+        &br#"{"channel":"backend.policies","message":1,"message_type":null}"#[..],
+        br#"{"channel":"backend.policies","message":1,"priority":null}"#,
+        br#"{"channel":"backend.policies","message":1,"ttl_seconds":null}"#,
+    ] {
+        assert_eq!(code(api::parse_send(body)), ErrorKind::InvalidRequest);
+    }
+    for body in [
+        &br#"{"channel":"backend.policies","message":1,"message_type":null}"#[..],
+        br#"{"channel":"backend.policies","message":1,"include_offline":null}"#,
+        br#"{"channel":"backend.policies","message":1,"agent_filter":null}"#,
+        br#"{"channel":"backend.policies","message":1,"agent_filter":{"os":null}}"#,
+    ] {
+        assert_eq!(code(api::parse_broadcast(body)), ErrorKind::InvalidRequest);
+    }
     let b = api::parse_broadcast(br#"{"channel":"backend.rollbacks","message":false}"#).unwrap();
     assert_eq!(b.message, json!(false));
     assert_eq!(
