@@ -64,6 +64,7 @@ PY
 # its own tests (src/admin/tests/sse.rs, tests/admin_api.rs).
 START=$(date +%s)
 status=0
+cd "$WORK" # schemathesis keeps its example database in the working directory
 "$VENV/bin/schemathesis" run "$WORK/openapi.json" \
     --url "http://$ADDR" \
     --header "Authorization: Bearer $TOKEN" \
