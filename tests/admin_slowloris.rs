@@ -10,8 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 
 /// A connection to `to` from source address `ip` (any of 127.0.0.0/8 reaches loopback).
 fn connect_from(to: SocketAddr, ip: [u8; 4]) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.bind(&SocketAddr::from((ip, 0)).into()).unwrap();
     socket.connect(&to.into()).unwrap();
     let stream: TcpStream = socket.into();
