@@ -19,10 +19,14 @@ pub fn document() -> Value {
             .entry(spec.path)
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(methods) = entry {
-            methods.insert(
-                spec.method.as_str().to_ascii_lowercase(),
-                operation(spec.route),
-            );
+            let mut op = operation(spec.route);
+            // Beyond the connection caps only health probes are answered.
+            if !matches!(spec.route, Route::Healthz | Route::Readyz) {
+                for status in ["429", "503"] {
+                    op["responses"][status] = json!({"$ref": "#/components/responses/Error"});
+                }
+            }
+            methods.insert(spec.method.as_str().to_ascii_lowercase(), op);
         }
     }
     json!({
@@ -36,7 +40,10 @@ pub fn document() -> Value {
                 insufficient_storage when the data directory is full or below STORE_MIN_FREE, \
                 503 storage_unavailable while the store recovers from another failure; in both \
                 cases nothing was queued (a command is answered queued or sent only once it is \
-                on disk), and the gateway accepts commands again by itself once it can write."
+                on disk), and the gateway accepts commands again by itself once it can write. \
+                Connections are capped in all and per client IP: beyond the caps every route \
+                but /healthz and /readyz answers 429 too_many_connections (this address) or \
+                503 unavailable (the listener)."
         },
         "servers": [{"url": "/"}],
         "paths": paths,
