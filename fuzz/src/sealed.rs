@@ -13,11 +13,11 @@
 use std::cell::RefCell;
 use std::sync::{Mutex, OnceLock};
 
-use aegis_gateway::testkit::agent::Agent;
 use aegis_gateway::protocol::channel::{AgentKind, BackendKind};
 use aegis_gateway::protocol::envelope::Envelope;
 use aegis_gateway::protocol::replay::NonceCache;
 use aegis_gateway::protocol::session::{Action, Env, Limits, Profile, Session};
+use aegis_gateway::testkit::agent::Agent;
 use arbitrary::Arbitrary;
 
 use crate::keys::{gateway_key, new_agent, upgrade_for, AGENT_ID, T0};

@@ -3,7 +3,10 @@
 //! Every response time is an RFC 3339 UTC string. Request bodies are validated here before the
 //! [`Backend`](super::Backend) sees them: a handler only ever receives a well-formed request.
 
-use crate::protocol::channel::{self, Channel};
+pub use super::error::{ApiError, ErrorKind};
+use crate::protocol::channel::{self, BackendKind, Channel};
+use crate::protocol::envelope::MsgType;
+use crate::protocol::payloads::MAX_AGENT_ID_LEN;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -13,7 +16,7 @@ pub const DEFAULT_LIST_LIMIT: usize = 100;
 pub const MAX_LIST_LIMIT: usize = 1000;
 /// Longest accepted `cursor` (bytes, after percent-decoding).
 pub const MAX_CURSOR_LEN: usize = 1024;
-/// Default `priority` of a send.
+/// Default `priority` of a send, and the priority of every broadcast (the one definition).
 pub const DEFAULT_PRIORITY: u8 = 5;
 /// Highest `priority`.
 pub const MAX_PRIORITY: u8 = 9;
@@ -21,92 +24,20 @@ pub const MAX_PRIORITY: u8 = 9;
 pub const MAX_TTL_SECONDS: u64 = 604_800;
 /// Most `agent_filter.agent_uids` in one broadcast.
 pub const MAX_FILTER_UIDS: usize = 100_000;
+/// Longest `channel` of a send: `backend.` + a 128-byte id + `.` + the longest kind.
+pub const MAX_CHANNEL_LEN: usize = "backend.".len() + MAX_AGENT_ID_LEN + 1 + longest_kind();
 
-/// An error answered to an API client: `status` and the JSON body
-/// `{"error": error, "message": message, ...extra}`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{status} {error}: {message}")]
-pub struct ApiError {
-    /// HTTP status code.
-    pub status: u16,
-    /// Stable machine-readable code (`agent_not_found`, `invalid_request`, …).
-    pub error: &'static str,
-    /// Human-readable explanation.
-    pub message: String,
-    /// Extra fields merged into the body (an object; e.g. `{"agent_uids": [..]}` for a 409).
-    /// `error` and `message` are never overwritten; a non-object is put under `"details"`.
-    pub extra: Option<Value>,
-}
-
-impl ApiError {
-    /// An error with this status, code and message and no extra fields.
-    pub fn new(status: u16, error: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            error,
-            message: message.into(),
-            extra: None,
+const fn longest_kind() -> usize {
+    let mut i = 0;
+    let mut max = 0;
+    while i < BackendKind::ALL.len() {
+        let n = BackendKind::ALL[i].as_str().len();
+        if n > max {
+            max = n;
         }
+        i += 1;
     }
-
-    /// `400` with this code.
-    pub fn bad_request(error: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(400, error, message)
-    }
-
-    /// `404` with this code (e.g. `agent_not_found`, `message_not_found`).
-    pub fn not_found(error: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(404, error, message)
-    }
-
-    /// `409` with this code and extra body fields (e.g. `ambiguous_host_id` + `agent_uids`).
-    pub fn conflict(error: &'static str, message: impl Into<String>, extra: Value) -> ApiError {
-        ApiError {
-            extra: Some(extra),
-            ..ApiError::new(409, error, message)
-        }
-    }
-
-    /// `503` `unavailable` (e.g. the gateway is draining).
-    pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(503, "unavailable", message)
-    }
-
-    /// `507` `insufficient_storage`: the data directory is full (or below `STORE_MIN_FREE`);
-    /// nothing was queued. The gateway accepts commands again by itself once space is freed.
-    pub fn insufficient_storage(message: impl Into<String>) -> ApiError {
-        ApiError::new(507, "insufficient_storage", message)
-    }
-
-    /// `503` `storage_unavailable`: the store failed (an IO error) or is reopening; nothing
-    /// was queued. Retry later.
-    pub fn storage_unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(503, "storage_unavailable", message)
-    }
-
-    /// `500` `internal` (our fault: store errors and the like).
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(500, "internal", message)
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> Value {
-        let mut body = serde_json::Map::new();
-        match &self.extra {
-            Some(Value::Object(extra)) => {
-                for (k, v) in extra {
-                    body.insert(k.clone(), v.clone());
-                }
-            }
-            Some(other) => {
-                body.insert("details".into(), other.clone());
-            }
-            None => {}
-        }
-        body.insert("error".into(), Value::from(self.error));
-        body.insert("message".into(), Value::from(self.message.as_str()));
-        Value::Object(body)
-    }
+    max
 }
 
 /// `GET /api/v1/agents/{id}/status`, and one entry of a page.
@@ -160,23 +91,35 @@ pub struct AgentPage {
     pub next_cursor: Option<String>,
 }
 
-/// Body of `POST /api/v1/agents/{id}/send`, validated: after [`parse_send`], `priority` and
-/// `message_type` are always `Some` (defaults filled in) and `message` is not `null`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The wire body of `POST /api/v1/agents/{id}/send`, before validation.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SendBody {
+    channel: String,
+    message: Value,
+    #[serde(default, deserialize_with = "present")]
+    message_type: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    priority: Option<u8>,
+    #[serde(default, deserialize_with = "present")]
+    ttl_seconds: Option<u64>,
+}
+
+/// A validated `POST /api/v1/agents/{id}/send` ([`parse_send`]): the body's
+/// `{channel, message, message_type?, priority?, ttl_seconds?}` with defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SendRequest {
-    /// `backend.{kind}` or `backend.{id}.{kind}` (`{id}` must name the path's agent).
-    pub channel: String,
-    /// The command, any JSON except `null`.
+    /// The `{kind}` of the channel `backend.{kind}` / `backend.{id}.{kind}`.
+    pub kind: BackendKind,
+    /// The channel's `{id}`, when given (the backend checks that it names the path's agent).
+    pub channel_id: Option<String>,
+    /// The command: any JSON except `null`.
     pub message: Value,
-    /// `request` (default) or `event`.
-    #[serde(default)]
-    pub message_type: Option<String>,
-    /// 0..=9, default 5.
-    #[serde(default)]
-    pub priority: Option<u8>,
-    /// Queue lifetime in seconds, 1..=604800 (default: the gateway's `MESSAGE_TTL`).
-    #[serde(default)]
+    /// [`MsgType::Request`] (default) or [`MsgType::Event`].
+    pub message_type: MsgType,
+    /// 0..=9, higher first. Default = [`DEFAULT_PRIORITY`].
+    pub priority: u8,
+    /// Queue lifetime in seconds, 1..=604800; `None`: the gateway's `MESSAGE_TTL`.
     pub ttl_seconds: Option<u64>,
 }
 
@@ -197,37 +140,48 @@ pub struct SendResponse {
 #[serde(deny_unknown_fields)]
 pub struct AgentFilter {
     /// Explicit agent uids (at most 100,000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub agent_uids: Option<Vec<String>>,
     /// Platform OS.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub os: Option<String>,
     /// Platform architecture.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub arch: Option<String>,
     /// Agent version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub agent_version: Option<String>,
 }
 
-/// Body of `POST /api/v1/agents/broadcast`, validated: after [`parse_broadcast`], `message_type`
-/// is always `Some` and `channel` is `backend.{kind}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The wire body of `POST /api/v1/agents/broadcast`, before validation.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct BroadcastBody {
+    channel: String,
+    message: Value,
+    #[serde(default, deserialize_with = "present")]
+    message_type: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    agent_filter: Option<AgentFilter>,
+    #[serde(default, deserialize_with = "present")]
+    include_offline: Option<bool>,
+}
+
+/// A validated `POST /api/v1/agents/broadcast` ([`parse_broadcast`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct BroadcastRequest {
-    /// `backend.{kind}` only.
-    pub channel: String,
-    /// The command, any JSON except `null`.
+    /// The `{kind}` of the channel `backend.{kind}`.
+    pub kind: BackendKind,
+    /// The command: any JSON except `null`.
     pub message: Value,
-    /// `request` (default) or `event`.
-    #[serde(default)]
-    pub message_type: Option<String>,
-    /// Which agents; all registered agents when absent.
-    #[serde(default)]
+    /// [`MsgType::Request`] (default) or [`MsgType::Event`].
+    pub message_type: MsgType,
+    /// Always [`DEFAULT_PRIORITY`] (a broadcast body has no priority).
+    pub priority: u8,
+    /// Which agents; all registered agents when `None`.
     pub agent_filter: Option<AgentFilter>,
-    /// Queue for matching agents that are offline too.
-    #[serde(default)]
-    pub include_offline: Option<bool>,
+    /// Queue for matching agents that are offline too. Default = false.
+    pub include_offline: bool,
 }
 
 /// One agent a broadcast could not reach.
@@ -353,102 +307,117 @@ pub struct EventItem {
 
 /// Validates a `send` body: `invalid_json`, `invalid_request` or `invalid_channel` (all 400).
 pub fn parse_send(body: &[u8]) -> Result<SendRequest, ApiError> {
-    let mut req: SendRequest = from_body(body)?;
-    check_message(&req.message)?;
-    match channel::parse(&req.channel) {
-        Ok(Channel::Backend { .. }) => {}
+    let b: SendBody = from_body(body)?;
+    check_message(&b.message)?;
+    let (kind, channel_id) = match channel::parse(&b.channel) {
+        Ok(Channel::Backend { id, kind }) => (kind, id.map(str::to_owned)),
         _ => {
             return Err(bad_channel(
-                &req.channel,
+                &b.channel,
                 "backend.{kind} or backend.{id}.{kind}",
             ))
         }
-    }
-    req.message_type = Some(check_message_type(req.message_type.take())?);
-    let priority = req.priority.unwrap_or(DEFAULT_PRIORITY);
+    };
+    let message_type = check_message_type(b.message_type.as_deref())?;
+    let priority = b.priority.unwrap_or(DEFAULT_PRIORITY);
     if priority > MAX_PRIORITY {
-        return Err(invalid(format!(
+        return Err(ApiError::invalid_request(format!(
             "priority must be 0..={MAX_PRIORITY}, got {priority}"
         )));
     }
-    req.priority = Some(priority);
-    if let Some(ttl) = req.ttl_seconds {
+    if let Some(ttl) = b.ttl_seconds {
         if !(1..=MAX_TTL_SECONDS).contains(&ttl) {
-            return Err(invalid(format!(
+            return Err(ApiError::invalid_request(format!(
                 "ttl_seconds must be 1..={MAX_TTL_SECONDS}, got {ttl}"
             )));
         }
     }
-    Ok(req)
+    Ok(SendRequest {
+        kind,
+        channel_id,
+        message: b.message,
+        message_type,
+        priority,
+        ttl_seconds: b.ttl_seconds,
+    })
 }
 
 /// Validates a `broadcast` body: `invalid_json`, `invalid_request` or `invalid_channel` (all 400).
 pub fn parse_broadcast(body: &[u8]) -> Result<BroadcastRequest, ApiError> {
-    let mut req: BroadcastRequest = from_body(body)?;
-    check_message(&req.message)?;
-    match channel::parse(&req.channel) {
-        Ok(Channel::Backend { id: None, .. }) => {}
-        _ => return Err(bad_channel(&req.channel, "backend.{kind}")),
-    }
-    req.message_type = Some(check_message_type(req.message_type.take())?);
-    let uids = req
-        .agent_filter
-        .as_ref()
-        .and_then(|f| f.agent_uids.as_ref());
+    let b: BroadcastBody = from_body(body)?;
+    check_message(&b.message)?;
+    let kind = match channel::parse(&b.channel) {
+        Ok(Channel::Backend { id: None, kind }) => kind,
+        _ => return Err(bad_channel(&b.channel, "backend.{kind}")),
+    };
+    let message_type = check_message_type(b.message_type.as_deref())?;
+    let uids = b.agent_filter.as_ref().and_then(|f| f.agent_uids.as_ref());
     if let Some(uids) = uids {
         if uids.len() > MAX_FILTER_UIDS {
-            return Err(invalid(format!(
+            return Err(ApiError::invalid_request(format!(
                 "agent_filter.agent_uids holds {} uids, at most {MAX_FILTER_UIDS} allowed",
                 uids.len()
             )));
         }
     }
-    Ok(req)
+    Ok(BroadcastRequest {
+        kind,
+        message: b.message,
+        message_type,
+        priority: DEFAULT_PRIORITY,
+        agent_filter: b.agent_filter,
+        include_offline: b.include_offline.unwrap_or(false),
+    })
+}
+
+/// An optional field: absent is `None`, `null` is refused (the schema does not allow it).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Parses a JSON body: syntax errors are `invalid_json`, shape errors `invalid_request`.
 fn from_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let invalid_json = |m: String| ApiError::new(ErrorKind::InvalidJson, m);
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
+        return Err(invalid_json(
+            "the request body must be a JSON object".into(),
+        ));
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| invalid_json(format!("malformed JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid_request(
             "the request body must be a JSON object",
         ));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(invalid("the request body must be a JSON object"));
-    }
-    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+    serde_json::from_value(value).map_err(|e| ApiError::invalid_request(e.to_string()))
 }
 
 fn check_message(message: &Value) -> Result<(), ApiError> {
     if message.is_null() {
-        return Err(invalid(
+        return Err(ApiError::invalid_request(
             "missing field `message` (any JSON value except null)",
         ));
     }
     Ok(())
 }
 
-fn check_message_type(t: Option<String>) -> Result<String, ApiError> {
-    match t.as_deref() {
-        None | Some("request") => Ok("request".into()),
-        Some("event") => Ok("event".into()),
-        Some(other) => Err(invalid(format!(
+fn check_message_type(t: Option<&str>) -> Result<MsgType, ApiError> {
+    match t {
+        None | Some("request") => Ok(MsgType::Request),
+        Some("event") => Ok(MsgType::Event),
+        Some(other) => Err(ApiError::invalid_request(format!(
             "message_type must be \"request\" or \"event\", got {:?}",
             truncate(other)
         ))),
     }
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_request", message)
-}
-
 fn bad_channel(channel: &str, expected: &str) -> ApiError {
-    ApiError::bad_request(
-        "invalid_channel",
+    ApiError::new(
+        ErrorKind::InvalidChannel,
         format!("channel {:?} is not {expected}", truncate(channel)),
     )
 }

@@ -5,7 +5,7 @@
 //! ≤ 1 MiB (else 413); `Transfer-Encoding` is refused with 411. Keep-alive unless the client
 //! sends `Connection: close` or speaks HTTP/1.0.
 
-use super::api::ApiError;
+use super::api::{ApiError, ErrorKind};
 use crate::shard::rt::{with_deadline, TcpStream};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::time::{Duration, Instant};
@@ -36,22 +36,22 @@ pub enum HttpError {
     /// `Transfer-Encoding` (chunked bodies are not accepted).
     #[error("chunked bodies are not accepted: send Content-Length")]
     LengthRequired,
-    /// The request did not arrive within [`READ_TIMEOUT`].
-    #[error("request not received within {READ_TIMEOUT:?}")]
+    /// The request did not arrive in time ([`READ_TIMEOUT`], shorter under pressure).
+    #[error("request not received in time")]
     Timeout,
 }
 
 impl HttpError {
     /// The error response body and status.
     pub fn to_api(&self) -> ApiError {
-        let (status, code) = match self {
-            HttpError::BadRequest(_) => (400, "bad_request"),
-            HttpError::HeadTooLarge => (431, "header_too_large"),
-            HttpError::BodyTooLarge => (413, "payload_too_large"),
-            HttpError::LengthRequired => (411, "length_required"),
-            HttpError::Timeout => (408, "request_timeout"),
+        let kind = match self {
+            HttpError::BadRequest(_) => ErrorKind::BadRequest,
+            HttpError::HeadTooLarge => ErrorKind::HeaderTooLarge,
+            HttpError::BodyTooLarge => ErrorKind::PayloadTooLarge,
+            HttpError::LengthRequired => ErrorKind::LengthRequired,
+            HttpError::Timeout => ErrorKind::RequestTimeout,
         };
-        ApiError::new(status, code, self.to_string())
+        ApiError::new(kind, self.to_string())
     }
 }
 
@@ -129,6 +129,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         expect_continue: false,
     };
     let mut length: Option<usize> = None;
+    let mut hosts = 0usize;
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
         match name.as_str() {
@@ -142,9 +143,19 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
             }
             "connection" if has_token(h.value, "close") => head.keep_alive = false,
             "expect" if has_token(h.value, "100-continue") => head.expect_continue = true,
+            "host" => hosts += 1,
             _ => {}
         }
         head.headers.push((name, h.value.to_vec()));
+    }
+    // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without exactly one Host.
+    if version >= 1 && hosts != 1 {
+        return Err(HttpError::BadRequest(
+            "an HTTP/1.1 request needs exactly one Host header".into(),
+        ));
+    }
+    if hosts > 1 {
+        return Err(HttpError::BadRequest("more than one Host header".into()));
     }
     head.content_length = length.unwrap_or(0);
     if head.content_length > MAX_BODY {
@@ -197,7 +208,7 @@ impl Response {
 
     /// The JSON error response of `err`.
     pub fn error(err: &ApiError) -> Response {
-        Response::json(err.status, &err.body())
+        Response::json(err.status(), &err.body())
     }
 
     /// `status` with a body of this content type.

@@ -2,9 +2,13 @@
 //! are exactly the route table ([`super::routes::ROUTES`]); a test holds them equal.
 
 use super::api::{
-    DEFAULT_LIST_LIMIT, MAX_FILTER_UIDS, MAX_LIST_LIMIT, MAX_PRIORITY, MAX_TTL_SECONDS,
+    DEFAULT_LIST_LIMIT, DEFAULT_PRIORITY, MAX_CHANNEL_LEN, MAX_CURSOR_LEN, MAX_FILTER_UIDS,
+    MAX_LIST_LIMIT, MAX_PRIORITY, MAX_TTL_SECONDS,
 };
-use super::routes::{Route, ROUTES};
+use super::query::MAX_PATTERN_LEN;
+use super::routes::{Route, MAX_PARAM_LEN, ROUTES};
+use crate::protocol::channel::BackendKind;
+use crate::protocol::payloads::MAX_AGENT_ID_LEN;
 use serde_json::{json, Map, Value};
 
 /// The whole document.
@@ -15,10 +19,14 @@ pub fn document() -> Value {
             .entry(spec.path)
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(methods) = entry {
-            methods.insert(
-                spec.method.as_str().to_ascii_lowercase(),
-                operation(spec.route),
-            );
+            let mut op = operation(spec.route);
+            // Beyond the connection caps only health probes are answered.
+            if !matches!(spec.route, Route::Healthz | Route::Readyz) {
+                for status in ["429", "503"] {
+                    op["responses"][status] = json!({"$ref": "#/components/responses/Error"});
+                }
+            }
+            methods.insert(spec.method.as_str().to_ascii_lowercase(), op);
         }
     }
     json!({
@@ -32,7 +40,10 @@ pub fn document() -> Value {
                 insufficient_storage when the data directory is full or below STORE_MIN_FREE, \
                 503 storage_unavailable while the store recovers from another failure; in both \
                 cases nothing was queued (a command is answered queued or sent only once it is \
-                on disk), and the gateway accepts commands again by itself once it can write."
+                on disk), and the gateway accepts commands again by itself once it can write. \
+                Connections are capped in all and per client IP: beyond the caps every route \
+                but /healthz and /readyz answers 429 too_many_connections (this address) or \
+                503 unavailable (the listener)."
         },
         "servers": [{"url": "/"}],
         "paths": paths,
@@ -57,9 +68,25 @@ fn json_body(schema: &str) -> Value {
     json!({"application/json": {"schema": schema_ref(schema)}})
 }
 
-fn path_param(name: &str, description: &str) -> Value {
+fn path_param(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description,
-           "schema": {"type": "string", "maxLength": 256}})
+           "schema": schema})
+}
+
+/// An agent uid or host id, as `payloads::is_agent_id` (and so the path's `{id}`) accepts it.
+pub fn agent_id_pattern() -> String {
+    format!("^[A-Za-z0-9._@-]{{1,{MAX_AGENT_ID_LEN}}}$")
+}
+
+/// `backend.{kind}`, or `backend.{id}.{kind}` when `with_id`, as `channel::parse` accepts it.
+pub fn channel_pattern(with_id: bool) -> String {
+    let kinds: Vec<&str> = BackendKind::ALL.iter().map(|k| k.as_str()).collect();
+    let id = if with_id {
+        format!("([A-Za-z0-9._@-]{{1,{MAX_AGENT_ID_LEN}}}\\.)?")
+    } else {
+        String::new()
+    };
+    format!("^backend\\.{id}({})$", kinds.join("|"))
 }
 
 fn query_param(name: &str, description: &str, schema: Value) -> Value {
@@ -104,10 +131,13 @@ fn ok_json(schema: &str) -> Value {
 }
 
 fn operation(route: Route) -> Value {
+    let agent_schema = json!({"type": "string", "minLength": 1, "maxLength": MAX_AGENT_ID_LEN,
+            "pattern": agent_id_pattern()});
     let agent = || {
         path_param(
             "id",
             "agent_uid, or a host_id held by exactly one active agent",
+            agent_schema.clone(),
         )
     };
     match route {
@@ -138,7 +168,7 @@ fn operation(route: Route) -> Value {
                 query_param(
                     "cursor",
                     "next_cursor of the previous page",
-                    json!({"type": "string"}),
+                    json!({"type": "string", "maxLength": MAX_CURSOR_LEN}),
                 ),
             ],
             None,
@@ -167,7 +197,11 @@ fn operation(route: Route) -> Value {
         Route::MessageStatus => op(
             "getMessageStatus",
             "Delivery status and retries of a message",
-            vec![path_param("message_id", "id returned by send or broadcast")],
+            vec![path_param(
+                "message_id",
+                "id returned by send or broadcast",
+                json!({"type": "string", "minLength": 1, "maxLength": MAX_PARAM_LEN}),
+            )],
             None,
             ok_json("MessageStatusResponse"),
             &["400", "404", "503"],
@@ -175,11 +209,16 @@ fn operation(route: Route) -> Value {
         ),
         Route::Revoke => op(
             "revokeAgent",
-            "Forget an agent's registration and close its connection",
-            vec![agent()],
+            "Forget an agent's registration and close its connection (an agent whose id is \
+                \"broadcast\" is revoked by uid: that path is the broadcast route)",
+            vec![path_param(
+                "id",
+                "agent_uid, or a host_id held by exactly one active agent",
+                json!({"allOf": [agent_schema, {"not": {"enum": ["broadcast"]}}]}),
+            )],
             None,
             ok_json("RevokeResponse"),
-            &["400", "404", "409", "503", "507"],
+            &["400", "404", "405", "409", "503", "507"],
             true,
         ),
         Route::Events => op(
@@ -188,20 +227,24 @@ fn operation(route: Route) -> Value {
             vec![
                 query_param(
                     "channel",
-                    "channel pattern (all channels when absent)",
-                    json!({"type": "string", "maxLength": 256}),
+                    "channel pattern: `*` one segment, `>` the rest (all channels when absent)",
+                    json!({"type": "string", "maxLength": MAX_PATTERN_LEN,
+                        "pattern": "^[A-Za-z0-9._@*>-]*$"}),
                 ),
                 query_param(
                     "last_event_id",
                     "resume after this seq (the Last-Event-ID header wins)",
-                    json!({"type": "integer", "minimum": 0}),
+                    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
                 ),
                 json!({"name": "Last-Event-ID", "in": "header", "required": false,
-                    "schema": {"type": "integer", "minimum": 0}}),
+                    "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX}}),
             ],
             None,
             json!({"description": "text/event-stream: `id: {seq}`, `event: {message_type}`, \
-                `data: {EventItem}`; `: keepalive` comments while idle",
+                `data: {EventItem}`; `: keepalive` comments while idle. A client that stops \
+                reading is dropped after `event: end` with data \
+                {\"error\": \"slow_consumer\", \"message\", \"last_event_id\"}: resume with \
+                Last-Event-ID.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
             &["400"],
             true,
@@ -252,8 +295,9 @@ fn schemas() -> Value {
     let strings = json!({"type": "array", "items": {"type": "string"}});
     let message_type =
         json!({"type": "string", "enum": ["request", "event"], "default": "request"});
-    let command =
-        json!({"description": "the command: any JSON value except null", "nullable": false});
+    let command = json!({"description": "the command: any JSON value except null",
+        "anyOf": [{"type": "object"}, {"type": "array", "items": {}}, {"type": "string"},
+            {"type": "number"}, {"type": "boolean"}]});
     json!({
         "Error": {"type": "object", "required": ["error", "message"], "properties": {
             "error": string, "message": string,
@@ -272,9 +316,12 @@ fn schemas() -> Value {
             "next_cursor": {"type": "string", "nullable": true}}},
         "SendRequest": {"type": "object", "required": ["channel", "message"],
             "additionalProperties": false, "properties": {
-                "channel": {"type": "string", "description": "backend.{kind} or backend.{id}.{kind}"},
+                "channel": {"type": "string", "maxLength": MAX_CHANNEL_LEN,
+                    "pattern": channel_pattern(true),
+                    "description": "backend.{kind} or backend.{id}.{kind} ({id}: the path's agent)"},
                 "message": command, "message_type": message_type,
-                "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY, "default": 5},
+                "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY,
+                    "default": DEFAULT_PRIORITY},
                 "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_SECONDS}}},
         "SendResponse": {"type": "object", "required": ["message_id", "status"], "properties": {
             "message_id": string,
@@ -285,7 +332,8 @@ fn schemas() -> Value {
             "os": string, "arch": string, "agent_version": string}},
         "BroadcastRequest": {"type": "object", "required": ["channel", "message"],
             "additionalProperties": false, "properties": {
-                "channel": {"type": "string", "description": "backend.{kind}"},
+                "channel": {"type": "string", "pattern": channel_pattern(false),
+                    "description": "backend.{kind}"},
                 "message": command, "message_type": message_type,
                 "agent_filter": schema_ref("AgentFilter"),
                 "include_offline": {"type": "boolean", "default": false}}},

@@ -1,6 +1,6 @@
 //! Query strings and percent-decoding (RFC 3986: `%XX` only; `+` is a literal plus).
 
-use super::api::{ApiError, ListQuery, MAX_CURSOR_LEN, MAX_LIST_LIMIT};
+use super::api::{ApiError, ErrorKind, ListQuery, MAX_CURSOR_LEN, MAX_LIST_LIMIT};
 
 /// Longest accepted SSE `channel` pattern (bytes).
 pub const MAX_PATTERN_LEN: usize = 256;
@@ -143,5 +143,5 @@ pub fn parse_events_query(
 }
 
 fn bad_query(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_query", message)
+    ApiError::new(ErrorKind::InvalidQuery, message)
 }

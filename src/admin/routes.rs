@@ -4,10 +4,11 @@
 //! unauthenticated or misrouted request is answered before its body is read; then [`dispatch`]
 //! validates the body or query and calls the backend.
 
-use super::api::{self, ApiError};
+use super::api::{self, ApiError, ErrorKind};
 use super::http::{Head, Response};
 use super::query::{self, EventsQuery};
 use super::{openapi, Backend};
+use crate::protocol::payloads::is_agent_id;
 
 /// Longest path parameter once percent-decoded (bytes).
 pub const MAX_PARAM_LEN: usize = 256;
@@ -81,8 +82,9 @@ const fn spec(method: Method, path: &'static str, route: Route) -> RouteSpec {
     }
 }
 
-/// Every route. Literal templates are listed before templates with parameters that could match
-/// the same path (`POST /api/v1/agents/broadcast` before `DELETE /api/v1/agents/{id}`).
+/// Every route. A path that a literal template (no parameter) matches belongs to the literal
+/// routes alone: `/api/v1/agents/broadcast` is only `POST` (`DELETE` there is 405, not the
+/// revocation of an agent named "broadcast"; such an agent is revoked by uid).
 pub const ROUTES: [RouteSpec; 11] = [
     spec(
         Method::Get,
@@ -156,52 +158,76 @@ pub fn resolve(head: &Head, token: &TokenCheck) -> Result<Resolved, Response> {
     if head.path.starts_with(AUTH_PREFIX) || head.path == "/api/v1" {
         check_auth(head, token)?;
     }
-    let mut allowed: Vec<&'static str> = Vec::new();
-    for spec in &ROUTES {
-        let Some(raw) = match_template(spec.path, &head.path) else {
-            continue;
-        };
-        if spec.method.as_str() != head.method {
-            if !allowed.contains(&spec.method.as_str()) {
-                allowed.push(spec.method.as_str());
-            }
-            continue;
+    let candidates = candidates(&head.path);
+    let Some(spec) = candidates.iter().find(|s| s.method.as_str() == head.method) else {
+        if candidates.is_empty() {
+            return Err(Response::error(&ApiError::new(
+                ErrorKind::NotFound,
+                format!("no route for {}", api::truncate(&head.path)),
+            )));
         }
-        let param = match raw {
-            Some(raw) => Some(query::percent_decode(raw, MAX_PARAM_LEN).map_err(|e| {
-                Response::error(&ApiError::bad_request(
-                    "invalid_path",
-                    format!("path parameter: {e}"),
-                ))
-            })?),
-            None => None,
-        };
-        return Ok(Resolved {
-            route: spec.route,
-            param,
-        });
+        let allow = allowed(&candidates);
+        let err = ApiError::new(
+            ErrorKind::MethodNotAllowed,
+            format!(
+                "{} is not allowed here; allowed: {allow}",
+                api::truncate(&head.method)
+            ),
+        );
+        return Err(Response::error(&err).with_header("Allow", allow));
+    };
+    let param = match match_template(spec.path, &head.path).flatten() {
+        Some(raw) => Some(decode_param(spec.path, raw).map_err(|e| Response::error(&e))?),
+        None => None,
+    };
+    Ok(Resolved {
+        route: spec.route,
+        param,
+    })
+}
+
+/// The routes whose template matches `path`: the literal ones if any literal template matches,
+/// else those with parameters.
+pub fn candidates(path: &str) -> Vec<&'static RouteSpec> {
+    let all: Vec<&RouteSpec> = ROUTES
+        .iter()
+        .filter(|s| match_template(s.path, path).is_some())
+        .collect();
+    if all.iter().any(|s| !s.path.contains('{')) {
+        all.into_iter().filter(|s| !s.path.contains('{')).collect()
+    } else {
+        all
     }
-    if allowed.is_empty() {
-        return Err(Response::error(&ApiError::not_found(
-            "not_found",
-            format!("no route for {}", api::truncate(&head.path)),
+}
+
+/// The `Allow` value of these routes: their methods, each once, in table order.
+pub fn allowed(routes: &[&RouteSpec]) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for r in routes {
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(r.method.as_str());
+        }
+    }
+    methods.join(", ")
+}
+
+/// Percent-decodes a path parameter: an agent `{id}` must be an agent id or host id
+/// (1..=128 bytes of `[A-Za-z0-9._@-]`), any other parameter 1..=256 bytes of UTF-8.
+fn decode_param(template: &str, raw: &str) -> Result<String, ApiError> {
+    let bad = |m: String| ApiError::new(ErrorKind::InvalidPath, format!("path parameter: {m}"));
+    let value = query::percent_decode(raw, MAX_PARAM_LEN).map_err(|e| bad(e.to_string()))?;
+    if template.contains("{id}") && !is_agent_id(&value) {
+        return Err(bad(format!(
+            "{:?} is not an agent uid or host id (1..=128 characters of A-Z a-z 0-9 . _ @ -)",
+            api::truncate(&value)
         )));
     }
-    let allow = allowed.join(", ");
-    let err = ApiError::new(
-        405,
-        "method_not_allowed",
-        format!(
-            "{} is not allowed here; allowed: {allow}",
-            api::truncate(&head.method)
-        ),
-    );
-    Err(Response::error(&err).with_header("Allow", allow))
+    Ok(value)
 }
 
 fn check_auth(head: &Head, token: &TokenCheck) -> Result<(), Response> {
     let unauthorized = |msg: &str, challenge: &str| {
-        Response::error(&ApiError::new(401, "unauthorized", msg))
+        Response::error(&ApiError::new(ErrorKind::Unauthorized, msg))
             .with_header("WWW-Authenticate", challenge)
     };
     let Some(value) = head.header_bytes("authorization") else {

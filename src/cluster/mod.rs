@@ -11,6 +11,7 @@
 //! | `queue.rs` | the command queue (one subject per agent) and delivery status |
 //! | `events.rs` | the event log northbound (`aegis.agent.<id>.<kind>`) |
 //! | `presence.rs` | one connection per agent across nodes, node leases, node requests |
+//! | `read.rs` | reads the gateway decides on, from the stream leader |
 //! | `scan.rs` | reading many records in one pass of an ephemeral consumer |
 //!
 //! What survives what is in the README ("Cluster").
@@ -20,6 +21,7 @@ pub mod events;
 mod names;
 mod presence;
 mod queue;
+mod read;
 mod registry;
 mod scan;
 mod setup;

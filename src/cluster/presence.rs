@@ -17,6 +17,7 @@
 
 use super::bridge::unavailable;
 use super::names;
+use super::read;
 use super::setup::Nats;
 use crate::protocol::channel::BackendKind;
 use crate::protocol::envelope::MsgType;
@@ -128,10 +129,8 @@ struct Delivered {
     not_pending: bool,
 }
 
-fn holder_of(e: &kv::Entry) -> Option<Holder> {
-    (e.operation == kv::Operation::Put)
-        .then(|| serde_json::from_slice(&e.value).ok())
-        .flatten()
+fn holder_of(value: &[u8]) -> Option<Holder> {
+    serde_json::from_slice(value).ok()
 }
 
 fn encode(h: &Holder) -> bytes::Bytes {
@@ -148,12 +147,12 @@ pub async fn claim(n: &Nats, uid: &str, conn: u64, info: SessionInfo) -> Result<
         session_expires: info.session_expires,
     };
     for _ in 0..CAS_TRIES {
-        let entry = n.presence.entry(uid).await.map_err(unavailable)?;
-        let (previous, written) = match &entry {
-            Some(e) => (
-                holder_of(e),
+        let current = read::revision(&n.presence, uid).await?;
+        let (previous, written) = match &current {
+            Some((value, revision)) => (
+                value.as_deref().and_then(holder_of),
                 n.presence
-                    .update(uid, encode(&mine), e.revision)
+                    .update(uid, encode(&mine), *revision)
                     .await
                     .map(drop)
                     .map_err(|e| {
@@ -198,13 +197,13 @@ pub async fn claim(n: &Nats, uid: &str, conn: u64, info: SessionInfo) -> Result<
 
 /// Drops the claim of connection `conn` of this node on `uid`, if it still holds it.
 pub async fn release(n: &Nats, uid: &str, conn: u64) -> Result<(), StoreError> {
-    let Some(e) = n.presence.entry(uid).await.map_err(unavailable)? else {
+    let Some((value, revision)) = read::entry(&n.presence, uid).await? else {
         return Ok(());
     };
-    match holder_of(&e) {
+    match holder_of(&value) {
         Some(h) if h.node == n.node_id && h.run == n.run && h.conn == conn => n
             .presence
-            .delete_expect_revision(uid, Some(e.revision))
+            .delete_expect_revision(uid, Some(revision))
             .await
             .map_err(unavailable),
         _ => Ok(()),
@@ -220,13 +219,9 @@ async fn elsewhere(
     if !names::is_plain(uid) {
         return Ok(None);
     }
-    let Some(h) = n
-        .presence
-        .entry(uid)
-        .await
-        .map_err(unavailable)?
-        .as_ref()
-        .and_then(holder_of)
+    let Some(h) = read::entry(&n.presence, uid)
+        .await?
+        .and_then(|(v, _)| holder_of(&v))
     else {
         return Ok(None);
     };
@@ -236,9 +231,9 @@ async fn elsewhere(
     let run = match alive.get(&h.node) {
         Some(r) => *r,
         None => {
-            let lease = n.nodes.get(h.node.clone()).await.map_err(unavailable)?;
+            let lease = read::entry(&n.nodes, &h.node).await?;
             let r = lease
-                .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+                .and_then(|(v, _)| serde_json::from_slice::<serde_json::Value>(&v).ok())
                 .and_then(|v| v.get("run")?.as_u64());
             alive.insert(h.node.clone(), r);
             r
@@ -423,11 +418,11 @@ async fn forget_stale(n: Arc<Nats>) {
         if h.node != n.node_id || h.run == n.run {
             continue;
         }
-        if let Ok(Some(e)) = n.presence.entry(uid.clone()).await {
-            if holder_of(&e).as_ref() == Some(&h) {
+        if let Ok(Some((value, revision))) = read::entry(&n.presence, &uid).await {
+            if holder_of(&value).as_ref() == Some(&h) {
                 let _ = n
                     .presence
-                    .delete_expect_revision(&uid, Some(e.revision))
+                    .delete_expect_revision(&uid, Some(revision))
                     .await;
             }
         }

@@ -11,11 +11,13 @@
 //! deliverable only while its status record exists and is pending: one whose enqueue was never
 //! answered (its node died between the publish and the record) is never delivered.
 //!
-//! An agent's backlog is read with direct gets (`next_by_subj`), one per pending command: no
-//! consumer per agent (the server's default limit is 1,000 consumers, each ≈ 46 KB).
+//! An agent's backlog is read with message gets (`next_by_subj`), one per pending command: no
+//! consumer per agent (the server's default limit is 1,000 consumers, each ≈ 46 KB). Reads that
+//! decide something go to the stream leader, not to a possibly lagging replica (see `setup`).
 
 use super::bridge::unavailable;
 use super::names;
+use super::read;
 use super::scan;
 use super::setup::Nats;
 use crate::store::{
@@ -23,7 +25,7 @@ use crate::store::{
     StoreError, MAX_ATTEMPTS_KEPT,
 };
 use async_nats::jetstream::kv;
-use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 
 /// Attempts at a compare-and-swap before giving up (each loses only to a concurrent change).
 const CAS_TRIES: usize = 8;
@@ -105,8 +107,8 @@ pub async fn enqueue(
         Ok(_) => Ok(rec),
         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
             // Ours already (a publish or create the client retried), or the id was taken.
-            let existing = n.messages.get(key.clone()).await.map_err(unavailable)?;
-            match existing.map(|v| decode(&key, &v)).transpose()? {
+            let existing = read::entry(&n.messages, &key).await?;
+            match existing.map(|(v, _)| decode(&key, &v)).transpose()? {
                 Some(r) if r.seq == rec.seq => Ok(rec),
                 _ => {
                     if !ack.duplicate {
@@ -132,13 +134,17 @@ pub async fn pending(n: &Nats, uid: &str, now: i64) -> Result<Vec<QueuedMessage>
     let mut out = Vec::new();
     let mut next = 1;
     loop {
-        let m = match n
+        // From the stream leader (not a direct get, which a lagging replica may answer).
+        let got = n
             .cmd
-            .direct_get_next_for_subject(&subject, Some(next))
-            .await
-        {
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(subject.clone())
+            .send()
+            .await;
+        let m = match got {
             Ok(m) => m,
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
             Err(e) => return Err(unavailable(e)),
         };
         next = m.sequence + 1;
@@ -181,9 +187,8 @@ async fn update(
 ) -> Result<Option<QueuedMessage>, StoreError> {
     let key = names::status_key(&cmd.message_id, uid);
     for _ in 0..CAS_TRIES {
-        let entry = n.messages.entry(key.clone()).await.map_err(unavailable)?;
-        let (rec, revision) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => (decode(&key, &e.value)?, e.revision),
+        let (rec, revision) = match read::entry(&n.messages, &key).await? {
+            Some((value, revision)) => (decode(&key, &value)?, revision),
             // No status record: a command whose enqueue was never answered (its node died, or
             // the record is being created right now): not deliverable.
             _ => return Ok(None),
@@ -288,7 +293,7 @@ pub async fn mark_delivered(
     now: i64,
 ) -> Result<bool, StoreError> {
     let key = names::status_key(message_id, uid);
-    let Some(value) = n.messages.get(key.clone()).await.map_err(unavailable)? else {
+    let Some((value, _)) = read::entry(&n.messages, &key).await? else {
         return Ok(false);
     };
     let rec = decode(&key, &value)?;

@@ -6,6 +6,7 @@
 
 use super::bridge::unavailable;
 use super::names;
+use super::read;
 use super::scan;
 use super::setup::Nats;
 use crate::store::{AgentRecord, ChannelRecord, Registration, StoreError, MAX_UIDS_PER_HOST};
@@ -37,8 +38,8 @@ pub async fn get_agent(n: &Nats, uid: &str) -> Result<Option<AgentRecord>, Store
     if !names::is_plain(uid) {
         return Ok(None);
     }
-    match n.agents.get(uid).await.map_err(unavailable)? {
-        Some(v) => decode("agent", uid, &v).map(Some),
+    match read::entry(&n.agents, uid).await? {
+        Some((v, _)) => decode("agent", uid, &v).map(Some),
         None => Ok(None),
     }
 }
@@ -65,8 +66,8 @@ pub async fn list_agents(
 /// The uids registered with `host_id`.
 pub async fn uids_for_host(n: &Nats, host_id: &str) -> Result<Vec<String>, StoreError> {
     let key = names::token(host_id);
-    match n.hosts.get(key.clone()).await.map_err(unavailable)? {
-        Some(v) => decode("host index", &key, &v),
+    match read::entry(&n.hosts, &key).await? {
+        Some((v, _)) => decode("host index", &key, &v),
         None => Ok(Vec::new()),
     }
 }
@@ -75,14 +76,12 @@ pub async fn uids_for_host(n: &Nats, host_id: &str) -> Result<Vec<String>, Store
 async fn change_host(n: &Nats, host_id: &str, uid: &str, add: bool) -> Result<(), StoreError> {
     let key = names::token(host_id);
     for _ in 0..CAS_TRIES {
-        let entry = n.hosts.entry(key.clone()).await.map_err(unavailable)?;
-        let (mut uids, revision): (Vec<String>, Option<u64>) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                (decode("host index", &key, &e.value)?, Some(e.revision))
-            }
-            Some(e) => (Vec::new(), Some(e.revision)),
-            None => (Vec::new(), None),
-        };
+        let (mut uids, revision): (Vec<String>, Option<u64>) =
+            match read::revision(&n.hosts, &key).await? {
+                Some((Some(v), r)) => (decode("host index", &key, &v)?, Some(r)),
+                Some((None, r)) => (Vec::new(), Some(r)),
+                None => (Vec::new(), None),
+            };
         let had = uids.iter().any(|u| u == uid);
         if had == add {
             return Ok(());
@@ -150,20 +149,17 @@ pub async fn set_last_seen(n: &Nats, uid: &str, now: i64) -> Result<(), StoreErr
         return Ok(());
     }
     for _ in 0..CAS_TRIES {
-        let Some(e) = n.agents.entry(uid).await.map_err(unavailable)? else {
+        let Some((value, revision)) = read::entry(&n.agents, uid).await? else {
             return Ok(());
         };
-        if e.operation != kv::Operation::Put {
-            return Ok(());
-        }
-        let mut rec: AgentRecord = decode("agent", uid, &e.value)?;
+        let mut rec: AgentRecord = decode("agent", uid, &value)?;
         if rec.last_seen >= now {
             return Ok(());
         }
         rec.last_seen = now;
         match n
             .agents
-            .update(uid, encode("agent", &rec)?, e.revision)
+            .update(uid, encode("agent", &rec)?, revision)
             .await
         {
             Ok(_) => return Ok(()),
@@ -187,12 +183,7 @@ pub async fn put_registration(n: &Nats, reg: &Registration) -> Result<(), StoreE
 /// Removes a pending registration; `false` if there was none.
 pub async fn remove_registration(n: &Nats, id: &str) -> Result<bool, StoreError> {
     let key = names::token(id);
-    let existed = n
-        .registrations
-        .get(key.clone())
-        .await
-        .map_err(unavailable)?
-        .is_some();
+    let existed = read::entry(&n.registrations, &key).await?.is_some();
     if existed {
         n.registrations.delete(&key).await.map_err(unavailable)?;
     }
@@ -208,8 +199,8 @@ pub async fn touch_channel(
     now: i64,
 ) -> Result<(), StoreError> {
     let key = names::channel_key(uid, channel);
-    let created_at = match n.channels.get(key.clone()).await.map_err(unavailable)? {
-        Some(v) => decode::<ChannelRecord>("channel", &key, &v).map_or(now, |c| c.created_at),
+    let created_at = match read::entry(&n.channels, &key).await? {
+        Some((v, _)) => decode::<ChannelRecord>("channel", &key, &v).map_or(now, |c| c.created_at),
         None => now,
     };
     let rec = ChannelRecord {

@@ -4,15 +4,13 @@
 
 use super::{internal, now_s, store_error, GatewayBackend, NOT_QUEUED};
 use crate::admin::api::{
-    AgentFilter, ApiError, BroadcastFailure, BroadcastRequest, BroadcastResponse, SendRequest,
-    SendResponse,
+    AgentFilter, ApiError, BroadcastFailure, BroadcastRequest, BroadcastResponse, ErrorKind,
+    SendRequest, SendResponse,
 };
-use crate::protocol::channel::{self, BackendKind, Channel};
+use crate::protocol::channel::BackendKind;
 use crate::protocol::envelope::MsgType;
 use crate::store::{AgentRecord, Command, DeliverError, NewMessage, QueueError, QueuedMessage};
 
-/// Default command priority (0..=9, higher first).
-const DEFAULT_PRIORITY: u8 = 5;
 /// Records read per page while scanning agents for a broadcast.
 const SCAN_PAGE: usize = 5_000;
 
@@ -25,17 +23,6 @@ fn command(q: &QueuedMessage, kind: BackendKind, msg_type: MsgType, payload: &st
         msg_type,
         message_json: payload.as_bytes().to_vec(),
         seq: q.seq,
-    }
-}
-
-fn parse_message_type(t: Option<&str>) -> Result<MsgType, ApiError> {
-    match t.unwrap_or("request") {
-        "request" => Ok(MsgType::Request),
-        "event" => Ok(MsgType::Event),
-        other => Err(ApiError::bad_request(
-            "invalid_request",
-            format!("message_type must be request or event, not {other:?}"),
-        )),
     }
 }
 
@@ -86,26 +73,21 @@ impl GatewayBackend {
     ) -> Result<SendResponse, ApiError> {
         let rec = self.resolve(id).await?;
         let uid = rec.agent_uid.clone();
-        let kind = match channel::parse(&req.channel) {
-            Ok(Channel::Backend { id: None, kind }) => kind,
-            Ok(Channel::Backend {
-                id: Some(cid),
-                kind,
-            }) if cid == uid || cid == id || self.resolves_to(cid, &uid).await => kind,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_channel",
+        let (kind, msg_type) = (req.kind, req.message_type);
+        if let Some(cid) = req.channel_id.as_deref() {
+            if cid != uid && cid != id && !self.resolves_to(cid, &uid).await {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidChannel,
                     format!("channel must be backend.{{kind}} or backend.{uid}.{{kind}}"),
-                ))
+                ));
             }
-        };
-        let msg_type = parse_message_type(req.message_type.as_deref())?;
+        }
         let payload = serde_json::to_string(&req.message).map_err(internal)?;
         let new = self.new_message(
             kind,
             msg_type,
             payload,
-            req.priority.unwrap_or(DEFAULT_PRIORITY),
+            req.priority,
             self.ttl_s(req.ttl_seconds),
         );
         // Answered only once the command is durable; refused (and never delivered) otherwise.
@@ -117,8 +99,7 @@ impl GatewayBackend {
             Ok(q) => q,
             Err(QueueError::Full { depth }) => {
                 return Err(ApiError::new(
-                    429,
-                    "queue_full",
+                    ErrorKind::QueueFull,
                     format!("agent {uid} already has {depth} queued commands (MESSAGE_QUEUE_SIZE)"),
                 ))
             }
@@ -150,18 +131,9 @@ impl GatewayBackend {
         &self,
         req: BroadcastRequest,
     ) -> Result<BroadcastResponse, ApiError> {
-        let kind = match channel::parse(&req.channel) {
-            Ok(Channel::Backend { id: None, kind }) => kind,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_channel",
-                    "a broadcast channel is backend.{kind}",
-                ))
-            }
-        };
-        let msg_type = parse_message_type(req.message_type.as_deref())?;
+        let (kind, msg_type) = (req.kind, req.message_type);
         let payload = serde_json::to_string(&req.message).map_err(internal)?;
-        let include_offline = req.include_offline.unwrap_or(false);
+        let include_offline = req.include_offline;
         let targets = self.matching_agents(req.agent_filter.as_ref()).await?;
         let uids: Vec<String> = targets.into_iter().map(|r| r.agent_uid).collect();
         let live = self.sessions(&uids).await;
@@ -171,8 +143,7 @@ impl GatewayBackend {
             .map(|(u, l)| (u, l.is_some()))
             .filter(|(_, connected)| *connected || include_offline)
             .collect();
-        let template =
-            self.new_message(kind, msg_type, payload, DEFAULT_PRIORITY, self.ttl_s(None));
+        let template = self.new_message(kind, msg_type, payload, req.priority, self.ttl_s(None));
         let message_id = template.message_id.clone();
         let items: Vec<(String, NewMessage)> = chosen
             .iter()

@@ -1,7 +1,7 @@
 //! Delivery status of a message and the event stream of verified agent messages.
 
 use super::{GatewayBackend, NOT_READ};
-use crate::admin::api::{ApiError, Delivery, EventItem, MessageStatusResponse};
+use crate::admin::api::{ApiError, Delivery, ErrorKind, EventItem, MessageStatusResponse};
 use crate::protocol::payloads::server_time;
 use crate::shard::rt;
 use crate::store::channel_matches;
@@ -22,8 +22,8 @@ impl GatewayBackend {
             .await
             .map_err(|e| super::store_error(&*self.fleet, &e, NOT_READ))?;
         if records.is_empty() {
-            return Err(ApiError::not_found(
-                "message_not_found",
+            return Err(ApiError::new(
+                ErrorKind::MessageNotFound,
                 format!("no message {message_id:?}"),
             ));
         }

@@ -95,22 +95,20 @@ impl GatewayBackend {
             .await
             .map_err(|e| self.read_error(e))?;
         match uids.as_slice() {
-            [] => Err(ApiError::not_found(
-                "agent_not_found",
-                format!("no registered agent with uid or host_id {id:?}"),
-            )),
+            [] => Err(ApiError::agent_not_found(format!(
+                "no registered agent with uid or host_id {id:?}"
+            ))),
             [uid] => fleet
                 .get_agent(uid)
                 .await
                 .map_err(|e| self.read_error(e))?
-                .ok_or_else(|| ApiError::not_found("agent_not_found", "agent was just revoked")),
-            many => Err(ApiError::conflict(
-                "ambiguous_host_id",
+                .ok_or_else(|| ApiError::agent_not_found("agent was just revoked")),
+            many => Err(ApiError::ambiguous_host_id(
                 format!(
                     "host_id {id:?} is held by {} agents; address one by uid",
                     many.len()
                 ),
-                serde_json::json!({ "agent_uids": many }),
+                many,
             )),
         }
     }

@@ -9,14 +9,17 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use aegis_gateway::admin::api::{MAX_CURSOR_LEN, MAX_FILTER_UIDS, MAX_LIST_LIMIT};
+use aegis_gateway::admin::api::{
+    DEFAULT_PRIORITY, MAX_CURSOR_LEN, MAX_FILTER_UIDS, MAX_LIST_LIMIT,
+};
 use aegis_gateway::admin::routes::MAX_PARAM_LEN;
 use aegis_gateway::admin::{
     AgentPage, AgentStatus, ApiError, Backend, BroadcastFailure, BroadcastRequest,
-    BroadcastResponse, Delivery, EventItem, ListQuery, MessageStatusResponse, RevokeResponse,
-    SendRequest, SendResponse,
+    BroadcastResponse, Delivery, ErrorKind, EventItem, ListQuery, MessageStatusResponse,
+    RevokeResponse, SendRequest, SendResponse,
 };
-use aegis_gateway::protocol::channel::{self, Channel};
+use aegis_gateway::protocol::envelope::MsgType;
+use aegis_gateway::protocol::payloads::is_agent_id;
 use serde_json::json;
 
 /// Polls `fut` once: the [`Mock`] never waits, so neither may a dispatch to it.
@@ -47,37 +50,26 @@ fn check_id(id: &str) {
 pub fn check_send(req: &SendRequest) {
     assert!(!req.message.is_null(), "null message accepted");
     assert!(
-        matches!(channel::parse(&req.channel), Ok(Channel::Backend { .. })),
-        "send channel {:?} accepted",
-        req.channel
+        req.channel_id.as_deref().is_none_or(is_agent_id),
+        "send channel id {:?} accepted",
+        req.channel_id
     );
     assert!(matches!(
-        req.message_type.as_deref(),
-        Some("request" | "event")
+        req.message_type,
+        MsgType::Request | MsgType::Event
     ));
-    assert!(
-        req.priority.is_some_and(|p| p <= 9),
-        "priority {:?}",
-        req.priority
-    );
+    assert!(req.priority <= 9, "priority {}", req.priority);
     assert!(req.ttl_seconds.is_none_or(|t| (1..=604_800).contains(&t)));
 }
 
 /// What `parse_broadcast` guarantees.
 pub fn check_broadcast(req: &BroadcastRequest) {
     assert!(!req.message.is_null(), "null message accepted");
-    assert!(
-        matches!(
-            channel::parse(&req.channel),
-            Ok(Channel::Backend { id: None, .. })
-        ),
-        "broadcast channel {:?} accepted",
-        req.channel
-    );
     assert!(matches!(
-        req.message_type.as_deref(),
-        Some("request" | "event")
+        req.message_type,
+        MsgType::Request | MsgType::Event
     ));
+    assert_eq!(req.priority, DEFAULT_PRIORITY);
     let uids = req
         .agent_filter
         .as_ref()
@@ -113,17 +105,15 @@ fn status_of(id: &str) -> AgentStatus {
 /// The error some ids answer.
 fn scripted(id: &str) -> Result<(), ApiError> {
     match id {
-        "missing" => Err(ApiError::not_found("agent_not_found", "no such agent")),
-        "shared-host" => Err(ApiError::conflict(
-            "ambiguous_host_id",
+        "missing" => Err(ApiError::agent_not_found("no such agent")),
+        "shared-host" => Err(ApiError::ambiguous_host_id(
             "host id held by several agents",
-            json!({"agent_uids": ["u-1", "u-2"]}),
+            &["u-1".into(), "u-2".into()],
         )),
-        "odd" => Err(ApiError::conflict(
-            "odd",
-            "extra is not an object",
-            json!([1]),
-        )),
+        "odd" => Err(
+            ApiError::new(ErrorKind::AmbiguousHostId, "extra is not an object")
+                .with_extra(json!([1])),
+        ),
         "down" => Err(ApiError::unavailable("draining")),
         "boom" => Err(ApiError::internal("store failed")),
         _ => Ok(()),

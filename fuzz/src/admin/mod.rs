@@ -27,6 +27,8 @@ use aegis_gateway::admin::api::{self, MAX_CURSOR_LEN};
 use aegis_gateway::admin::http::{self, parse_head, Head, HttpError, Response, MAX_BODY, MAX_HEAD};
 use aegis_gateway::admin::query::{self, MAX_PATTERN_LEN};
 use aegis_gateway::admin::routes::{self, Reply, Route, TokenCheck, AUTH_PREFIX, ROUTES};
+use aegis_gateway::protocol::channel;
+use aegis_gateway::protocol::payloads::is_agent_id;
 use backend::{check_broadcast, check_list, check_send, now, Mock};
 
 /// The admin token of every run.
@@ -76,7 +78,7 @@ fn check_bounds(parsed: &Parsed, len: usize) {
         Ok(None) => assert!(len < MAX_HEAD, "{len} bytes still incomplete"),
         Err(e) => {
             let api = e.to_api();
-            assert!(matches!(api.status, 400 | 411 | 413 | 431), "{e:?}");
+            assert!(matches!(api.status(), 400 | 411 | 413 | 431), "{e:?}");
         }
     }
 }
@@ -144,41 +146,43 @@ fn direct(head: &Head, rest: &[u8]) {
     }
     if let Ok(req) = api::parse_send(rest) {
         check_send(&req);
-        let json = serde_json::to_vec(&req).expect("a request serializes");
-        let again = api::parse_send(&json).expect("a normalized request parses again");
-        assert_eq!(
-            (
-                &again.channel,
-                &again.message_type,
-                again.priority,
-                again.ttl_seconds
-            ),
-            (
-                &req.channel,
-                &req.message_type,
-                req.priority,
-                req.ttl_seconds
-            ),
-        );
+        let channel = match &req.channel_id {
+            Some(id) => channel::backend_channel(id, req.kind),
+            None => channel::v1_backend_channel(req.kind),
+        };
+        let mut body = serde_json::json!({"channel": channel, "message": req.message,
+            "message_type": req.message_type.as_str(), "priority": req.priority});
+        if let Some(ttl) = req.ttl_seconds {
+            body["ttl_seconds"] = ttl.into();
+        }
+        let again = api::parse_send(body.to_string().as_bytes())
+            .expect("a normalized request parses again");
+        assert_eq!(again, req);
     }
     if let Ok(req) = api::parse_broadcast(rest) {
         check_broadcast(&req);
-        let json = serde_json::to_vec(&req).expect("a request serializes");
-        let again = api::parse_broadcast(&json).expect("a normalized request parses again");
-        assert_eq!(
-            (
-                &again.channel,
-                &again.message_type,
-                &again.agent_filter,
-                again.include_offline
-            ),
-            (
-                &req.channel,
-                &req.message_type,
-                &req.agent_filter,
-                req.include_offline
-            ),
-        );
+        let mut body = serde_json::json!({"channel": channel::v1_backend_channel(req.kind),
+            "message": req.message, "message_type": req.message_type.as_str(),
+            "include_offline": req.include_offline});
+        if let Some(f) = &req.agent_filter {
+            let mut filter = serde_json::Map::new();
+            if let Some(u) = &f.agent_uids {
+                filter.insert("agent_uids".into(), u.clone().into());
+            }
+            for (k, v) in [
+                ("os", &f.os),
+                ("arch", &f.arch),
+                ("agent_version", &f.agent_version),
+            ] {
+                if let Some(v) = v {
+                    filter.insert(k.into(), v.clone().into());
+                }
+            }
+            body["agent_filter"] = filter.into();
+        }
+        let again = api::parse_broadcast(body.to_string().as_bytes())
+            .expect("a normalized request parses again");
+        assert_eq!(again, req);
     }
 }
 
@@ -283,6 +287,9 @@ fn check_resolved(head: &Head, r: &routes::Resolved) {
     assert_eq!(raw.is_some(), r.param.is_some());
     if let Some(p) = &r.param {
         assert!(!p.is_empty() && p.len() <= routes::MAX_PARAM_LEN);
+        if spec.path.contains("{id}") {
+            assert!(is_agent_id(p), "agent id {p:?} resolved");
+        }
     }
     if protected(&head.path) || spec.path.starts_with(AUTH_PREFIX) {
         assert!(
@@ -306,9 +313,15 @@ fn check_refusal(head: &Head, resp: &Response) {
         assert!(header("WWW-Authenticate").is_some());
         return;
     }
-    let matching: Vec<&str> = ROUTES
+    // A path a literal template matches belongs to the literal routes alone.
+    let all: Vec<_> = ROUTES
         .iter()
         .filter(|s| routes::match_template(s.path, &head.path).is_some())
+        .collect();
+    let literal = all.iter().any(|s| !s.path.contains('{'));
+    let matching: Vec<&str> = all
+        .iter()
+        .filter(|s| !literal || !s.path.contains('{'))
         .map(|s| s.method.as_str())
         .collect();
     match resp.status {

@@ -94,12 +94,12 @@ impl Backend for Fake {
     async fn agent_status(&self, id: &str) -> Result<AgentStatus, ApiError> {
         self.record(Call::Status(id.into()));
         match id {
-            "missing" => Err(ApiError::not_found("agent_not_found", "no such agent")),
-            "shared-host" => Err(ApiError::conflict(
-                "ambiguous_host_id",
+            "missing" => Err(ApiError::agent_not_found("no such agent")),
+            "shared-host" => Err(ApiError::new(
+                ErrorKind::AmbiguousHostId,
                 "host id held by several agents",
-                json!({"agent_uids": ["u-1", "u-2"], "error": "must not override"}),
-            )),
+            )
+            .with_extra(json!({"agent_uids": ["u-1", "u-2"], "error": "must not override"}))),
             _ => Ok(status_of(id)),
         }
     }

@@ -2,6 +2,7 @@
 //! server on an executor thread of its own with a fake [`Backend`] that records its calls.
 
 mod fake;
+mod limits;
 mod server;
 mod sse;
 mod units;
@@ -69,7 +70,17 @@ impl TestServer {
     }
 
     pub fn connect(&self) -> Client {
-        let stream = TcpStream::connect(self.addr).unwrap();
+        self.connect_from([127, 0, 0, 1])
+    }
+
+    /// A client whose source address is `ip` (any of 127.0.0.0/8 reaches the server).
+    pub fn connect_from(&self, ip: [u8; 4]) -> Client {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let from = SocketAddr::from((ip, 0));
+        socket.bind(&from.into()).unwrap();
+        socket.connect(&self.addr.into()).unwrap();
+        let stream: TcpStream = socket.into();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();

@@ -2,8 +2,10 @@
 
 use super::fake::Call;
 use super::*;
-use crate::admin::api::{ListQuery, SendRequest};
+use crate::admin::api::{ListQuery, SendRequest, DEFAULT_PRIORITY};
 use crate::admin::routes::ROUTES;
+use crate::protocol::channel::BackendKind;
+use crate::protocol::envelope::MsgType;
 use serde_json::json;
 
 #[test]
@@ -14,25 +16,27 @@ fn api_routes_need_the_bearer_token() {
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
 
     let r = s.request(
-        "GET /api/v1/agents/u-1/status HTTP/1.1\r\nAuthorization: Bearer test-token-0123456788\r\n\r\n",
+        "GET /api/v1/agents/u-1/status HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer test-token-0123456788\r\n\r\n",
     );
     r.assert_error(401, "unauthorized");
     assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
     // Not a bearer scheme, or the token as a prefix of a longer one.
-    let basic = format!("GET /api/v1/agents HTTP/1.1\r\nAuthorization: Basic {TOKEN}\r\n\r\n");
+    let basic =
+        format!("GET /api/v1/agents HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {TOKEN}\r\n\r\n");
     s.request(&basic).assert_error(401, "unauthorized");
-    let longer = format!("GET /api/v1/agents HTTP/1.1\r\nAuthorization: Bearer {TOKEN}x\r\n\r\n");
+    let longer =
+        format!("GET /api/v1/agents HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}x\r\n\r\n");
     s.request(&longer).assert_error(401, "unauthorized");
     // The OpenAPI document and unknown /api/v1 paths are behind auth too.
-    s.request("GET /api/v1/openapi.json HTTP/1.1\r\n\r\n")
+    s.request("GET /api/v1/openapi.json HTTP/1.1\r\nHost: t\r\n\r\n")
         .assert_error(401, "unauthorized");
-    s.request("GET /api/v1/nope HTTP/1.1\r\n\r\n")
+    s.request("GET /api/v1/nope HTTP/1.1\r\nHost: t\r\n\r\n")
         .assert_error(401, "unauthorized");
     assert!(s.calls().is_empty(), "backend called without auth");
 
     // Right token, scheme in any case: 200 JSON.
     let ok =
-        format!("GET /api/v1/agents/u-1/status HTTP/1.1\r\nAuthorization: bearer  {TOKEN}\r\n\r\n");
+        format!("GET /api/v1/agents/u-1/status HTTP/1.1\r\nHost: t\r\nAuthorization: bearer  {TOKEN}\r\n\r\n");
     let r = s.request(&ok);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -46,11 +50,11 @@ fn health_metrics_and_readiness_need_no_token() {
     let script = fake::Script::default();
     let not_ready = Arc::clone(&script.not_ready);
     let s = TestServer::start_with(script, Duration::from_millis(50));
-    let r = s.request("GET /healthz HTTP/1.1\r\n\r\n");
+    let r = s.request("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.json()), (200, json!({"status": "ok"})));
-    let r = s.request("GET /readyz HTTP/1.1\r\n\r\n");
+    let r = s.request("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.json()), (200, json!({"status": "ready"})));
-    let r = s.request("GET /metrics HTTP/1.1\r\n\r\n");
+    let r = s.request("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 200);
     assert!(r
         .header("content-type")
@@ -60,26 +64,39 @@ fn health_metrics_and_readiness_need_no_token() {
         .unwrap()
         .contains("aegis_gateway_up 1"));
     not_ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let r = s.request("GET /readyz HTTP/1.1\r\n\r\n");
+    let r = s.request("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.json()), (503, json!({"status": "draining"})));
 }
 
 #[test]
 fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
     let s = TestServer::start();
-    s.request("GET /nope HTTP/1.1\r\n\r\n")
+    s.request("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
         .assert_error(404, "not_found");
     s.authed("GET", "/api/v1/agents/u-1/status/x", None)
         .assert_error(404, "not_found");
     s.authed("GET", "/api/v1/agents//status", None)
         .assert_error(404, "not_found");
 
-    let r = s.request("POST /healthz HTTP/1.1\r\n\r\n");
+    let r = s.request("POST /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     r.assert_error(405, "method_not_allowed");
     assert_eq!(r.header("allow"), Some("GET"));
     let r = s.authed("GET", "/api/v1/agents/broadcast", None);
     r.assert_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("POST, DELETE"));
+    assert_eq!(r.header("allow"), Some("POST"));
+    let r = s.authed("DELETE", "/api/v1/agents/broadcast", None);
+    r.assert_error(405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("POST"));
+    // HEAD is answered without a body (the connection stays usable).
+    let mut c = s.connect();
+    c.send(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response();
+    assert_eq!((r.status, r.body.len()), (405, 0));
+    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(c.response().json(), json!({"status": "ok"}));
+    // HTTP/1.1 without Host: 400.
+    s.request("GET /healthz HTTP/1.1\r\n\r\n")
+        .assert_error(400, "bad_request");
     let r = s.authed("PUT", "/api/v1/agents/u-1/send", Some("{}"));
     r.assert_error(405, "method_not_allowed");
     assert_eq!(r.header("allow"), Some("POST"));
@@ -91,7 +108,7 @@ fn oversize_body_is_413_before_it_is_read() {
     let s = TestServer::start();
     let mut c = s.connect();
     let head = format!(
-        "POST /api/v1/agents/u-1/send HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/v1/agents/u-1/send HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
         1024 * 1024 + 1
     );
     c.send(head.as_bytes());
@@ -112,22 +129,24 @@ fn oversize_body_is_413_before_it_is_read() {
 fn oversize_head_is_431_and_chunked_is_411() {
     let s = TestServer::start();
     let big = format!(
-        "GET /healthz HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
         "a".repeat(17 * 1024)
     );
     s.request(&big).assert_error(431, "header_too_large");
     let many: String = (0..70).map(|i| format!("X-H{i}: v\r\n")).collect();
-    s.request(&format!("GET /healthz HTTP/1.1\r\n{many}\r\n"))
+    s.request(&format!("GET /healthz HTTP/1.1\r\nHost: t\r\n{many}\r\n"))
         .assert_error(431, "header_too_large");
     let chunked = format!(
-        "POST /api/v1/agents/broadcast HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "POST /api/v1/agents/broadcast HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\
          Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
     );
     s.request(&chunked).assert_error(411, "length_required");
-    s.request("GET /healthz HTTP/1.1\r\nContent-Length: 1x\r\n\r\n")
+    s.request("GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1x\r\n\r\n")
         .assert_error(400, "bad_request");
-    s.request("GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
-        .assert_error(400, "bad_request");
+    s.request(
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    )
+    .assert_error(400, "bad_request");
     s.request("GARBAGE\r\n\r\n")
         .assert_error(400, "bad_request");
     assert!(s.calls().is_empty());
@@ -219,10 +238,11 @@ fn valid_requests_reach_the_backend_decoded_and_normalized() {
         Call::Send(
             "host.a".into(),
             SendRequest {
-                channel: "backend.host.a.policies".into(),
+                kind: BackendKind::Policies,
+                channel_id: Some("host.a".into()),
                 message: json!({"op": "apply"}),
-                message_type: Some("request".into()),
-                priority: Some(5),
+                message_type: MsgType::Request,
+                priority: DEFAULT_PRIORITY,
                 ttl_seconds: Some(60),
             }
         )
@@ -238,8 +258,11 @@ fn valid_requests_reach_the_backend_decoded_and_normalized() {
     let Call::Broadcast(b) = &calls[2] else {
         panic!("{calls:?}")
     };
-    assert_eq!(b.message_type.as_deref(), Some("event"));
-    assert_eq!(b.include_offline, Some(true));
+    assert_eq!(
+        (b.kind, b.message_type, b.priority),
+        (BackendKind::Threats, MsgType::Event, DEFAULT_PRIORITY)
+    );
+    assert!(b.include_offline);
     assert_eq!(
         b.agent_filter.as_ref().unwrap().os.as_deref(),
         Some("linux")
@@ -258,7 +281,7 @@ fn keep_alive_serves_several_requests_on_one_socket() {
         (r1.status, r1.header("connection")),
         (200, Some("keep-alive"))
     );
-    c.send(b"GET /healthz HTTP/1.1\r\n\r\n");
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.response().status, 200);
     // Pipelined: two requests in one write, answered in order.
     let two = format!(
@@ -270,9 +293,9 @@ fn keep_alive_serves_several_requests_on_one_socket() {
     assert_eq!(c.response().json()["agent_id"], "b");
     c.response().assert_error(400, "invalid_json");
     // An error answered from the head alone keeps the connection when there is no body.
-    c.send(b"GET /nope HTTP/1.1\r\n\r\n");
+    c.send(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n");
     c.response().assert_error(404, "not_found");
-    c.send(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     let r = c.response();
     assert_eq!((r.status, r.header("connection")), (200, Some("close")));
     assert!(c.closed());
@@ -295,7 +318,7 @@ fn expect_continue_gets_100_before_the_body() {
     let body = r#"{"channel":"backend.policies","message":1}"#;
     c.send(
         format!(
-            "POST /api/v1/agents/u-1/send HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+            "POST /api/v1/agents/u-1/send HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\
              Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
@@ -366,34 +389,10 @@ fn slow_requests_get_408_and_idle_connections_are_closed() {
     c.response().assert_error(408, "request_timeout");
     // An idle keep-alive connection: closed quietly after one answered request.
     let mut c = s.connect();
-    c.send(b"GET /healthz HTTP/1.1\r\n\r\n");
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.response().status, 200);
     let t = std::time::Instant::now();
     assert!(c.closed());
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(s.calls().is_empty());
-}
-
-#[test]
-fn connections_over_the_cap_get_503() {
-    let opts = crate::admin::Options {
-        max_connections: 1,
-        ..crate::admin::Options::default()
-    };
-    let s = TestServer::start_opts(fake::Script::default(), opts);
-    let mut first = s.connect();
-    first.send(b"GET /healthz HTTP/1.1\r\n\r\n");
-    assert_eq!(first.response().status, 200);
-    s.request("GET /healthz HTTP/1.1\r\n\r\n")
-        .assert_error(503, "unavailable");
-    drop(first);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let r = s.request("GET /healthz HTTP/1.1\r\n\r\n");
-        if r.status == 200 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "slot never freed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
