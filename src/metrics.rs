@@ -49,6 +49,9 @@ pub const HANDOFFS: &str = "aegis_gateway_handoffs_total";
 pub const READY: &str = "aegis_gateway_ready";
 /// 1 while the store accepts writes, 0 while it is failed (full disk, IO error) or reopening.
 pub const STORE_AVAILABLE: &str = "aegis_gateway_store_available";
+/// Acks whose sealed payload was `{}` (agents built before the acked id moved into it, PROTOCOL
+/// §7), accepted with `headers.ack` for one release.
+pub const LEGACY_ACKS: &str = "aegis_gateway_legacy_acks_total";
 /// Reopens of the store after a failure, by result (`ok`, `error`).
 pub const STORE_RECOVERIES: &str = "aegis_gateway_store_recoveries_total";
 
@@ -123,6 +126,10 @@ fn describe() {
     );
     describe_counter!(STORE_RECOVERIES, "Store reopens after a failure by result");
     describe_counter!(
+        LEGACY_ACKS,
+        "Acks taken from headers.ack because their sealed payload was {} (older agents)"
+    );
+    describe_counter!(
         REJECTED_CONNECTIONS,
         "Connections refused before upgrade by reason"
     );
@@ -169,6 +176,7 @@ pub struct ShardMetrics {
     /// Hand-offs sent.
     pub handoffs: Counter,
     deliveries: [Counter; 5],
+    legacy_acks: Counter,
 }
 
 /// Delivery events counted in `deliveries_total{status}`.
@@ -240,6 +248,7 @@ impl ShardMetrics {
             handoffs: metrics::counter!(HANDOFFS),
             deliveries: ["sent", "delivered", "retried", "expired", "failed"]
                 .map(|s| metrics::counter!(DELIVERIES, "status" => s)),
+            legacy_acks: metrics::counter!(LEGACY_ACKS),
         }
     }
 
@@ -307,6 +316,11 @@ impl ShardMetrics {
         if n > 0 {
             self.deliveries[what as usize].increment(u64::from(n));
         }
+    }
+
+    /// An ack was taken from `headers.ack` (sealed payload `{}`).
+    pub fn legacy_ack(&self) {
+        self.legacy_acks.increment(1);
     }
 
     /// A connection was refused before the upgrade.
