@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 
 use aegis_gateway::crypto::SigningKey;
-use aegis_gateway::testkit::agent::Agent;
 use aegis_gateway::protocol::session::Profile;
 use aegis_gateway::protocol::upgrade::UpgradeRequest;
+use aegis_gateway::testkit::agent::Agent;
 
 /// Start time of every run (ms).
 pub const T0: i64 = 1_700_000_000_000;

@@ -18,7 +18,6 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use aegis_gateway::crypto::hash_token;
-use aegis_gateway::testkit::agent::Agent;
 use aegis_gateway::protocol::channel::{self, BackendKind, Channel};
 use aegis_gateway::protocol::payloads::{
     decode_b64_exact, RegistrationChallenge, RegistrationResult,
@@ -26,6 +25,7 @@ use aegis_gateway::protocol::payloads::{
 use aegis_gateway::protocol::replay::NonceCache;
 use aegis_gateway::protocol::session::{Action, Env, KnownAgent, Limits, Profile, Session};
 use aegis_gateway::protocol::ErrorKind;
+use aegis_gateway::testkit::agent::Agent;
 
 use crate::keys::{gateway_key, new_agent, other_key, upgrade_for, AGENT_ID, T0};
 use crate::mutate;

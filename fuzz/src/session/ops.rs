@@ -2,11 +2,11 @@
 //! operations (frames built by a real [`Agent`], mutated or replayed frames, raw garbage, time
 //! steps, runtime calls).
 
-use aegis_gateway::testkit::agent::Agent;
 use aegis_gateway::protocol::channel::{AgentKind, BackendKind};
 use aegis_gateway::protocol::envelope::{Envelope, MsgType};
 use aegis_gateway::protocol::payloads::{b64, RegistrationChallenge, RegistrationRequest};
 use aegis_gateway::protocol::sigstr;
+use aegis_gateway::testkit::agent::Agent;
 use arbitrary::Arbitrary;
 
 use crate::keys::{agent_key, other_key};
