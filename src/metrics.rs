@@ -54,6 +54,9 @@ pub const HANDOFFS: &str = "aegis_gateway_handoffs_total";
 pub const READY: &str = "aegis_gateway_ready";
 /// 1 while the store accepts writes, 0 while it is failed (full disk, IO error) or reopening.
 pub const STORE_AVAILABLE: &str = "aegis_gateway_store_available";
+/// Acks whose sealed payload was `{}` (agents built before the acked id moved into it, PROTOCOL
+/// §7), accepted with `headers.ack` for one release.
+pub const LEGACY_ACKS: &str = "aegis_gateway_legacy_acks_total";
 /// Reopens of the store after a failure, by result (`ok`, `error`).
 pub const STORE_RECOVERIES: &str = "aegis_gateway_store_recoveries_total";
 
@@ -192,6 +195,10 @@ pub const METRICS: &[MetricDef] = &[
     counter(HANDOFFS, "Sockets handed to their owner shard"),
     gauge(READY, "1 when the gateway is ready, 0 otherwise"),
     gauge(STORE_AVAILABLE, "1 while the store accepts writes, 0 while failed or reopening"),
+    counter(
+        LEGACY_ACKS,
+        "Acks taken from headers.ack because their sealed payload was {} (older agents)",
+    ),
     counter(STORE_RECOVERIES, "Store reopens after a failure by result"),
 ];
 
@@ -253,6 +260,7 @@ pub struct ShardMetrics {
     /// Hand-offs sent.
     pub handoffs: Counter,
     deliveries: [Counter; 5],
+    legacy_acks: Counter,
 }
 
 /// Delivery events counted in `deliveries_total{status}`.
@@ -324,6 +332,7 @@ impl ShardMetrics {
             handoffs: metrics::counter!(HANDOFFS),
             deliveries: ["sent", "delivered", "retried", "expired", "failed"]
                 .map(|s| metrics::counter!(DELIVERIES, "status" => s)),
+            legacy_acks: metrics::counter!(LEGACY_ACKS),
         }
     }
 
@@ -391,6 +400,11 @@ impl ShardMetrics {
         if n > 0 {
             self.deliveries[what as usize].increment(u64::from(n));
         }
+    }
+
+    /// An ack was taken from `headers.ack` (sealed payload `{}`).
+    pub fn legacy_ack(&self) {
+        self.legacy_acks.increment(1);
     }
 
     /// A connection was refused before the upgrade.

@@ -6,15 +6,19 @@
 //!   whose signed fields (`id type channel timestamp nonce seq payload`) differ from the frame
 //!   the agent sealed; with the signature check forced to pass, never one whose AEAD fields
 //!   (`id type channel timestamp seq`, the payload) differ. After a non-fatal rejection the
-//!   original frame is still accepted.
+//!   original frame is still accepted. An ack (channel `ack`) acks only the id its sealed
+//!   payload names (`{"ack":id}`), and only when `headers.ack` — which neither the signature
+//!   nor the AEAD covers — says the same; a payload `{}` acks `headers.ack`, marked legacy.
 //! - gateway → agent: [`Agent::open`] never accepts a frame whose signed fields differ, and
 //!   returns the original body when it accepts; after a rejection the original still opens.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use aegis_gateway::protocol::channel::{AgentKind, BackendKind};
 use aegis_gateway::protocol::envelope::Envelope;
+use aegis_gateway::protocol::payloads::{from_json, AckBody};
 use aegis_gateway::protocol::replay::NonceCache;
 use aegis_gateway::protocol::session::{Action, Env, Limits, Profile, Session};
 use aegis_gateway::testkit::agent::Agent;
@@ -167,6 +171,12 @@ fn to_gateway(
         Some(kind) => (format!("agent.{AGENT_ID}.{kind}"), Vec::new()),
         None => ("ack".to_string(), vec![("ack".into(), "cmd-1".into())]),
     };
+    // Acks: the current payload, an older agent's `{}`, or the input's bytes.
+    let body = match (k == kinds, usize::from(input.kind) / (kinds + 1) % 3) {
+        (true, 0) => &br#"{"ack":"cmd-1"}"#[..],
+        (true, 1) => b"{}",
+        _ => body,
+    };
     let original = pair
         .agent
         .message(&channel, msg_type, body, T0 / 1000, headers)
@@ -174,6 +184,7 @@ fn to_gateway(
     let orig = mutate::parse(original.as_bytes()).expect("agent frame parses");
     let mutated = mutate::mutate(&original, &input.mutation);
     let actions = pair.feed(&mutated, input.forced_ok);
+    check_acks(&actions, body, &mutated);
     if accepted(&actions) {
         let m = mutate::parse(&mutated).expect("an accepted frame parses");
         if input.forced_ok {
@@ -192,10 +203,52 @@ fn to_gateway(
     }
     // Not accepted and not fatal (malformed envelope or seq header): nothing advanced.
     let again = pair.feed(original.as_bytes(), false);
+    check_acks(&again, body, original.as_bytes());
     assert!(
         accepted(&again) || pair.closed,
         "original refused after a non-fatal rejection: {again:?}"
     );
+}
+
+/// Acks accepted so far, and how many of them legacy (for the harness tests: the driver
+/// reaches acks).
+static ACKS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Every ack among `actions` (the session's answer to `frame`, whose plaintext was `body`) names
+/// the id of the sealed payload and of `frame`'s `headers.ack`, or, for a payload `{}`, the
+/// header's, marked legacy.
+fn check_acks(actions: &[Action], body: &[u8], frame: &[u8]) {
+    let acked: Vec<&String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Ack(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let legacy = actions
+        .iter()
+        .filter(|a| matches!(a, Action::LegacyAck))
+        .count();
+    assert!(acked.len() <= 1 && legacy <= acked.len(), "{actions:?}");
+    let Some(id) = acked.first() else {
+        return;
+    };
+    ACKS[0].fetch_add(1, Ordering::Relaxed);
+    ACKS[1].fetch_add(legacy as u64, Ordering::Relaxed);
+    let header = mutate::parse(frame).and_then(|e| e.header("ack").map(str::to_string));
+    assert_eq!(
+        header.as_deref(),
+        Some(id.as_str()),
+        "acked what headers.ack does not say"
+    );
+    match from_json::<AckBody>(body) {
+        Ok(AckBody::Id(sealed)) => {
+            assert_eq!(&sealed, *id, "acked an id the sealed payload does not name");
+            assert_eq!(legacy, 0, "a current ack marked legacy");
+        }
+        Ok(AckBody::Legacy) => assert_eq!(legacy, 1, "a legacy ack not marked"),
+        Err(_) => panic!("a payload that names no ack acked {id}"),
+    }
 }
 
 fn to_agent(
@@ -283,6 +336,33 @@ mod tests {
             Mutation::Fields(vec![FieldChange::SeqText("01".into())]),
             false,
         ));
+        // Acks (kind 10 → channel `ack`; kind / 11 picks the body): the sealed id, legacy `{}`,
+        // and `headers.ack` rewritten (authentic frame, acks nothing).
+        let kinds = AgentKind::ALL.len() as u8 + 1;
+        let seen = || ACKS.each_ref().map(|c| c.load(Ordering::Relaxed));
+        let before = seen();
+        for (pick, mutation) in [
+            (0, Mutation::Bytes(Vec::new())),
+            (1, Mutation::Bytes(Vec::new())),
+            (
+                0,
+                Mutation::Fields(vec![FieldChange::Header("ack".into(), "cmd-2".into())]),
+            ),
+            (
+                1,
+                Mutation::Fields(vec![FieldChange::Header("ack".into(), "cmd-2".into())]),
+            ),
+        ] {
+            let mut i = input(true, mutation, false);
+            i.msg_type = 4;
+            i.kind = kinds - 1 + pick * kinds;
+            run(i);
+        }
+        // Accepted: both unchanged acks, and the legacy one with its header rewritten (the
+        // one-release fallback trusts `headers.ack`), the two legacy ones marked so; the
+        // current ack with a rewritten header acked nothing (`check_acks` in `run`).
+        let after = seen();
+        assert_eq!((after[0] - before[0], after[1] - before[1]), (3, 2));
         // The same seq number spelled differently is not the signed text.
         for prefix in ["+", "0"] {
             run(input(

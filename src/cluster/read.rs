@@ -11,7 +11,10 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 
 /// The current value of `key` and its revision, from the leader; `None` if it was never
 /// written or is deleted.
-pub async fn entry(store: &kv::Store, key: &str) -> Result<Option<(bytes::Bytes, u64)>, StoreError> {
+pub async fn entry(
+    store: &kv::Store,
+    key: &str,
+) -> Result<Option<(bytes::Bytes, u64)>, StoreError> {
     Ok(latest(store, key)
         .await?
         .and_then(|(value, revision, live)| live.then_some((value, revision))))

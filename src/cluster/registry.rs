@@ -157,11 +157,7 @@ pub async fn set_last_seen(n: &Nats, uid: &str, now: i64) -> Result<(), StoreErr
             return Ok(());
         }
         rec.last_seen = now;
-        match n
-            .agents
-            .update(uid, encode("agent", &rec)?, revision)
-            .await
-        {
+        match n.agents.update(uid, encode("agent", &rec)?, revision).await {
             Ok(_) => return Ok(()),
             Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
             Err(err) => return Err(unavailable(err)),

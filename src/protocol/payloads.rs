@@ -158,6 +158,63 @@ impl ErrorPayload {
     }
 }
 
+/// The payload of an ack (§7), sealed in v2: `{"ack":id}`, the acked command's id. The
+/// gateway takes the id from here, where the signature and the AEAD cover it; `headers.ack`
+/// must say the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AckPayload {
+    /// The command's `id`.
+    pub ack: String,
+}
+
+/// What an ack's payload says: read with [`from_json`]. Strict: the payload is a JSON object;
+/// `ack`, when present, is a string and appears once; other members are ignored, but an object
+/// with members and no `ack` is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckBody {
+    /// `{"ack":id}`.
+    Id(String),
+    /// `{}`: an agent built before the acked id moved into the payload; the id is only in
+    /// `headers.ack` (accepted for one release).
+    Legacy,
+}
+
+impl<'de> Deserialize<'de> for AckBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = AckBody;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"an object {"ack":id}, or {} from an older agent"#)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AckBody, A::Error> {
+                let mut ack = None;
+                let mut others = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "ack" {
+                        if ack.is_some() {
+                            return Err(serde::de::Error::duplicate_field("ack"));
+                        }
+                        ack = Some(map.next_value::<String>()?);
+                    } else {
+                        others = true;
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                match ack {
+                    Some(id) => Ok(AckBody::Id(id)),
+                    None if others => Err(serde::de::Error::missing_field("ack")),
+                    None => Ok(AckBody::Legacy),
+                }
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {

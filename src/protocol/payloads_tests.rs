@@ -225,3 +225,33 @@ fn server_time_format() {
     assert_eq!(server_time(i64::MAX), "9999-12-31T23:59:59Z");
     assert_eq!(server_time(i64::MIN), "0000-01-01T00:00:00Z");
 }
+
+#[test]
+fn ack_payload_carries_the_id_and_the_empty_object_is_legacy() {
+    assert_eq!(
+        to_json(&AckPayload { ack: "m-1".into() }),
+        r#"{"ack":"m-1"}"#
+    );
+    let ok = |s: &str| from_json::<AckBody>(s.as_bytes()).map_err(|e| e.to_string());
+    assert_eq!(ok(r#"{"ack":"m-1"}"#), Ok(AckBody::Id("m-1".into())));
+    assert_eq!(
+        ok(r#"{"v":1,"ack":"m\u002d1"}"#),
+        Ok(AckBody::Id("m-1".into()))
+    );
+    assert_eq!(ok(" {\"ack\":\"\"}\n"), Ok(AckBody::Id(String::new())));
+    assert_eq!(ok("{}"), Ok(AckBody::Legacy));
+    assert_eq!(ok(" { }\n"), Ok(AckBody::Legacy));
+    for bad in [
+        r#"{"ack":"a","ack":"b"}"#,
+        r#"{"ack":7}"#,
+        r#"{"ack":null}"#,
+        r#"{"other":"m-1"}"#,
+        r#"["m-1"]"#,
+        r#""m-1""#,
+        "",
+        "{}{}",
+        r#"{"ack":"m-1""#,
+    ] {
+        assert!(ok(bad).is_err(), "{bad:?} accepted: {:?}", ok(bad));
+    }
+}

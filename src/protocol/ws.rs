@@ -77,14 +77,68 @@ struct Fragments {
     checked: usize,
 }
 
+/// What the decoder does with further input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Decoding messages.
+    Open,
+    /// After a violation: frames are only delimited (payloads skipped unread, nothing held but
+    /// an incomplete header) until the peer's close frame, which ends the close handshake.
+    /// `skip` payload bytes of the current frame are still to come; `close` when that frame is
+    /// the peer's close.
+    Draining { skip: u64, close: bool },
+    /// The peer's close frame was read, or the stream can no longer be framed: nothing more is
+    /// decoded.
+    Closed,
+}
+
+/// A frame header read without judging it (for [`State::Draining`]).
+enum RawHeader {
+    /// More bytes are needed.
+    Incomplete,
+    /// A 64-bit length with the top bit set: the framing is lost.
+    Lost,
+    /// A header of `size` bytes announcing `len` payload bytes.
+    Frame { close: bool, size: usize, len: u64 },
+}
+
+/// Reads the opcode and the length of the frame header at the start of `buf`, whatever its
+/// bits, opcode or mask say.
+fn raw_header(buf: &[u8]) -> RawHeader {
+    let [first, second, rest @ ..] = buf else {
+        return RawHeader::Incomplete;
+    };
+    let (len, extra) = match second & 0x7f {
+        126 => match rest.first_chunk::<2>() {
+            Some(b) => (u64::from(u16::from_be_bytes(*b)), 2),
+            None => return RawHeader::Incomplete,
+        },
+        127 => match rest.first_chunk::<8>() {
+            Some(b) if b[0] & 0x80 != 0 => return RawHeader::Lost,
+            Some(b) => (u64::from_be_bytes(*b), 8),
+            None => return RawHeader::Incomplete,
+        },
+        n => (u64::from(n), 0),
+    };
+    let size = 2 + extra + if second & 0x80 != 0 { 4 } else { 0 };
+    if buf.len() < size {
+        return RawHeader::Incomplete;
+    }
+    RawHeader::Frame {
+        close: first & 0x0f == 0x8,
+        size,
+        len,
+    }
+}
+
 /// Per-connection decoder state.
 pub struct Decoder {
     max_message: usize,
-    /// Bytes of an incomplete frame; empty (unallocated) between frames.
+    /// Bytes of an incomplete frame (an incomplete header while draining); empty (unallocated)
+    /// between frames.
     pending: Vec<u8>,
     fragments: Option<Box<Fragments>>,
-    /// A close frame or an error was decoded: everything after it is ignored.
-    stopped: bool,
+    state: State,
 }
 
 impl Decoder {
@@ -94,13 +148,21 @@ impl Decoder {
             max_message,
             pending: Vec::new(),
             fragments: None,
-            stopped: false,
+            state: State::Open,
         }
     }
 
     /// Whether no incomplete frame or message is held (the connection owns no buffer).
     pub fn is_idle(&self) -> bool {
         self.pending.capacity() == 0 && self.fragments.is_none()
+    }
+
+    /// Whether the peer's close frame has been read — decoded as [`Incoming::Close`], or, after a
+    /// violation, recognised while draining — or the stream can no longer be framed (a 64-bit
+    /// length with the top bit set). Either way the close handshake is over on the peer's side:
+    /// no answer to a close of ours is to be awaited.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
     }
 
     /// Bytes of memory the decoder holds: the capacity of the incomplete-frame buffer plus that of
@@ -112,54 +174,105 @@ impl Decoder {
 
     /// Decodes `input` (the next bytes from the client), appending every complete message and
     /// control frame to `out` in order. On a violation, what came before it is in `out` and the
-    /// error is returned; the decoder then ignores further input, as it does after a close.
+    /// error is returned. After a violation nothing more is decoded: the decoder only follows
+    /// the framing (holding no payload) until the peer's close frame, then
+    /// [`Decoder::is_closed`]; after a close frame it ignores all input.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<Incoming>) -> Result<(), WsError> {
-        if self.stopped {
+        if self.state == State::Closed {
             return Ok(());
         }
-        let result = if self.pending.is_empty() {
-            self.decode(input, out).map(|used| {
-                if used < input.len() {
-                    self.pending = input[used..].to_vec();
-                }
-            })
+        let owned;
+        let buf: &[u8] = if self.pending.is_empty() {
+            input
         } else {
-            let mut buf = std::mem::take(&mut self.pending);
-            buf.extend_from_slice(input);
-            // The rest is copied out, so the buffer held is the partial frame, not the read.
-            self.decode(&buf, out).map(|used| {
-                if used < buf.len() {
+            let mut b = std::mem::take(&mut self.pending);
+            b.extend_from_slice(input);
+            owned = b;
+            &owned
+        };
+        if self.state != State::Open {
+            self.drain(buf);
+            return Ok(());
+        }
+        match self.decode(buf, out) {
+            Ok(used) => {
+                if self.state == State::Closed {
+                    self.fragments = None;
+                } else if used < buf.len() {
+                    // The rest is copied out, so the buffer held is the partial frame, not the read.
                     self.pending = buf[used..].to_vec();
                 }
-            })
-        };
-        if result.is_err() || self.stopped {
-            // After a violation or a close, nothing more is decoded: hold nothing.
-            self.stopped = true;
-            self.pending = Vec::new();
-            self.fragments = None;
+                Ok(())
+            }
+            Err((e, at)) => {
+                // The frame that broke the rules is skipped like any other while draining (a
+                // close frame ends the handshake), so the framing stays in step with the peer.
+                self.fragments = None;
+                self.state = State::Draining {
+                    skip: 0,
+                    close: false,
+                };
+                self.drain(buf.get(at..).unwrap_or_default());
+                Err(e)
+            }
         }
-        result
     }
 
-    /// Decodes the complete frames at the start of `buf`; returns how many bytes they took.
-    fn decode(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, WsError> {
+    /// Follows the framing of `buf` after a violation, without keeping any payload.
+    fn drain(&mut self, mut buf: &[u8]) {
+        while let State::Draining { skip, close } = &mut self.state {
+            let n = usize::try_from(*skip).unwrap_or(usize::MAX).min(buf.len());
+            buf = &buf[n..];
+            *skip -= u64::try_from(n).unwrap_or(*skip);
+            if *skip > 0 {
+                return;
+            }
+            if *close {
+                self.state = State::Closed;
+                return;
+            }
+            match raw_header(buf) {
+                RawHeader::Incomplete => {
+                    if !buf.is_empty() {
+                        self.pending = buf.to_vec();
+                    }
+                    return;
+                }
+                RawHeader::Lost => self.state = State::Closed,
+                RawHeader::Frame {
+                    close: is_close,
+                    size,
+                    len,
+                } => {
+                    buf = &buf[size..];
+                    *skip = len;
+                    *close = is_close;
+                }
+            }
+        }
+    }
+
+    /// Decodes the complete frames at the start of `buf`; returns how many bytes they took, or
+    /// the violation and where the frame that caused it starts.
+    fn decode(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, (WsError, usize)> {
         let mut pos = 0;
-        while !self.stopped {
-            let mut cursor = Cursor::new(&buf[pos..]);
+        while self.state == State::Open {
+            let rest = &buf[pos..];
+            let mut cursor = Cursor::new(rest);
             let parsed = FrameHeader::parse(&mut cursor)
-                .map_err(|_| WsError::Protocol("invalid frame header"))?;
+                .map_err(|_| (WsError::Protocol("invalid frame header"), pos))?;
             let Some((header, len)) = parsed else {
                 break;
             };
-            self.check_header(&header, len)?;
-            let start = pos + cursor.position() as usize;
-            let len = len as usize;
-            if buf.len() - start < len {
+            self.check_header(&header, len).map_err(|e| (e, pos))?;
+            // Both fit: the header was read from `rest`, and `len` ≤ the message limit.
+            let start = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            let Some(payload) = rest.get(start..).and_then(|p| p.get(..len)) else {
                 break;
-            }
-            pos = start + len;
-            self.frame(&header, &buf[start..pos], out)?;
+            };
+            self.frame(&header, payload, out).map_err(|e| (e, pos))?;
+            pos += start + len;
         }
         Ok(pos)
     }
@@ -167,11 +280,16 @@ impl Decoder {
     /// Every rule a frame's header alone can break, checked before any of its payload is
     /// buffered: a peer cannot make the gateway hold a frame it will refuse.
     fn check_header(&self, header: &FrameHeader, len: u64) -> Result<(), WsError> {
+        let max = u64::try_from(self.max_message).unwrap_or(u64::MAX);
         if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(WsError::Protocol("reserved bits set"));
         }
         if header.mask.is_none() {
             return Err(WsError::Protocol("unmasked client frame"));
+        }
+        if len >> 63 != 0 {
+            // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
+            return Err(WsError::Protocol("64-bit length with the top bit set"));
         }
         match (header.opcode, self.fragments.as_ref()) {
             (OpCode::Control(_), _) if !header.is_final => {
@@ -184,14 +302,15 @@ impl Decoder {
                 Err(WsError::Protocol("continuation without a message"))
             }
             (OpCode::Data(Data::Continue), Some(f))
-                if f.data.len() as u64 + len > self.max_message as u64 =>
+                if u64::try_from(f.data.len())
+                    .map_or(true, |held| held.saturating_add(len) > max) =>
             {
                 Err(WsError::TooBig)
             }
             (OpCode::Data(Data::Text | Data::Binary), Some(_)) => {
                 Err(WsError::Protocol("new message inside a fragmented one"))
             }
-            _ if len > self.max_message as u64 => Err(WsError::TooBig),
+            _ if len > max => Err(WsError::TooBig),
             _ => Ok(()),
         }
     }
@@ -219,7 +338,7 @@ impl Decoder {
                 Control::Pong => out.push(Incoming::Pong),
                 Control::Close => {
                     out.push(Incoming::Close(parse_close(&unmasked())?));
-                    self.stopped = true;
+                    self.state = State::Closed;
                 }
                 Control::Reserved(_) => return Err(WsError::Protocol("reserved opcode")),
             },

@@ -210,9 +210,13 @@ fn violations_map_to_their_close_codes() {
         let mut d = Decoder::new(64);
         let (_, r) = decode_all(&mut d, &bytes);
         assert_eq!(r, Err(want), "{bytes:02x?}");
-        // After a violation nothing more is decoded.
+        // After a violation nothing more is decoded (the framing is only followed).
         let (out, r) = decode_all(&mut d, &client(true, 0x1, b"later"));
         assert!(out.is_empty() && r.is_ok());
+        assert!(
+            d.is_idle(),
+            "{bytes:02x?}: a payload held after the violation"
+        );
     }
     assert_eq!(WsError::Protocol("x").close_code(), 1002);
     assert_eq!(WsError::Utf8.close_code(), 1007);
@@ -334,4 +338,187 @@ fn held_memory_is_the_partial_frame_and_nothing_after_a_close() {
     decode_all(&mut d, &bytes[..3]).1.unwrap();
     decode_all(&mut d, &bytes[3..]).1.unwrap();
     assert!(d.is_idle());
+}
+
+/// A masked client frame header announcing `len` bytes in the 64-bit length form.
+fn long_header(first: u8, len: u64) -> Vec<u8> {
+    let mut f = vec![first, 0x80 | 127];
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&MASK);
+    f
+}
+
+#[test]
+fn continuation_with_the_largest_length_is_a_protocol_error_not_an_overflow() {
+    // Found by the `ws_frames` fuzz target: `held + len` overflowed (a panic with overflow
+    // checks, 1009 only by wrapping in release). The top bit of a 64-bit length must be 0
+    // (RFC 6455 §5.2): 1002, decided on the header.
+    let mut d = Decoder::new(256 * 1024);
+    decode_all(&mut d, &client(false, 0x1, b"a")).1.unwrap();
+    let r = decode_all(&mut d, &long_header(0x80, u64::MAX)).1;
+    assert_eq!(
+        r,
+        Err(WsError::Protocol("64-bit length with the top bit set"))
+    );
+    assert_eq!(r.unwrap_err().close_code(), 1002);
+    // Any top-bit length, first frame or continuation, at any limit.
+    for (limit, first, len) in [
+        (0, 0x82, 1u64 << 63),
+        (usize::MAX, 0x81, u64::MAX),
+        (64, 0x89, 1 << 63),
+    ] {
+        let mut d = Decoder::new(limit);
+        assert_eq!(
+            decode_all(&mut d, &long_header(first, len)).1,
+            Err(WsError::Protocol("64-bit length with the top bit set"))
+        );
+        assert!(d.is_closed(), "the framing is lost: nothing to wait for");
+    }
+    // Just below: an ordinary 1009, fragments adding up to it included (saturating).
+    let mut d = Decoder::new(usize::MAX);
+    decode_all(&mut d, &client(false, 0x2, b"a")).1.unwrap();
+    assert_eq!(
+        decode_all(&mut d, &long_header(0x80, i64::MAX as u64)).1,
+        Ok(()),
+        "under an unlimited limit the frame is awaited"
+    );
+    let mut d = Decoder::new(1 << 20);
+    decode_all(&mut d, &client(false, 0x2, b"a")).1.unwrap();
+    assert_eq!(
+        decode_all(&mut d, &long_header(0x80, i64::MAX as u64)).1,
+        Err(WsError::TooBig)
+    );
+}
+
+/// The peer's answer to a close: a close frame with code 1000.
+fn answer() -> Vec<u8> {
+    client(true, 0x8, &1000u16.to_be_bytes())
+}
+
+#[test]
+fn after_a_violation_the_peers_close_frame_ends_the_handshake() {
+    // Invalid UTF-8 (1007), then what the peer still sends: a message, a fragment, a ping and
+    // its answering close. Nothing is decoded after the violation, but the close is seen, at
+    // every split of the stream.
+    let bad = client(true, 0x1, &[0xff]);
+    let after = [
+        client(true, 0x1, b"in flight"),
+        client(false, 0x2, &[1; 300]),
+        client(true, 0x9, b"ping"),
+        answer(),
+    ]
+    .concat();
+    let stream = [bad.clone(), after.clone()].concat();
+    for cut in 0..=stream.len() {
+        let mut d = Decoder::new(64);
+        let (mut out, r1) = decode_all(&mut d, &stream[..cut]);
+        let (more, r2) = decode_all(&mut d, &stream[cut..]);
+        out.extend(more);
+        assert!(out.is_empty(), "cut {cut}: decoded {out:?}");
+        let first_err = if cut < bad.len() { r2 } else { r1 };
+        assert_eq!(first_err, Err(WsError::Utf8), "cut {cut}");
+        assert!(d.is_closed(), "cut {cut}: the peer's close was not seen");
+        assert!(d.is_idle(), "cut {cut}: nothing held after the close");
+    }
+    // Before the close arrives the decoder is still waiting for it, holding no payload.
+    let mut d = Decoder::new(64);
+    assert_eq!(decode_all(&mut d, &bad).1, Err(WsError::Utf8));
+    assert!(!d.is_closed());
+    let cut = after.len() - 1;
+    assert_eq!(decode_all(&mut d, &after[..cut]), (vec![], Ok(())));
+    assert!(!d.is_closed(), "a close frame is seen only when complete");
+    assert!(d.buffered() <= 14, "draining holds at most a header");
+    assert_eq!(decode_all(&mut d, &after[cut..]), (vec![], Ok(())));
+    assert!(d.is_closed());
+    // Once closed, input is ignored.
+    assert_eq!(
+        decode_all(&mut d, &client(true, 0x1, b"x")),
+        (vec![], Ok(()))
+    );
+    assert!(d.is_idle());
+}
+
+#[test]
+fn every_violation_leaves_the_framing_in_step_for_the_peers_close() {
+    // Each violation of `violations_map_to_their_close_codes` that is not itself a close frame,
+    // followed by the peer's close (its payload fed in pieces): the close is recognised.
+    let cases: Vec<Vec<u8>> = vec![
+        {
+            let mut f = client(true, 0x1, b"x");
+            f[0] |= 0x40;
+            f
+        },
+        client(true, 0x3, b"abc"),
+        client(true, 0xB, b""),
+        text(b"unmasked"),
+        client(false, 0x9, b"frag"),
+        client(true, 0x9, &[0; 126]),
+        client(true, 0x0, b"x"),
+        [client(false, 0x1, b"a"), client(true, 0x1, b"b")].concat(),
+        [client(false, 0x1, b"ok"), client(false, 0x0, &[0xc0, 0x80])].concat(),
+        client(true, 0x2, &[0; 65]),
+        [client(false, 0x2, &[0; 40]), client(true, 0x0, &[0; 40])].concat(),
+    ];
+    for bad in cases {
+        let mut d = Decoder::new(64);
+        assert!(decode_all(&mut d, &bad).1.is_err(), "{bad:02x?}");
+        assert!(!d.is_closed(), "{bad:02x?}: closed before the peer's close");
+        let close = answer();
+        decode_all(&mut d, &close[..3]).1.unwrap();
+        assert!(!d.is_closed());
+        decode_all(&mut d, &close[3..]).1.unwrap();
+        assert!(d.is_closed(), "{bad:02x?}: the peer's close was not seen");
+    }
+}
+
+#[test]
+fn an_oversize_frame_is_skipped_unbuffered_until_the_close_behind_it() {
+    // A 1009 on a header announcing 100 000 bytes: the payload is counted off, never held, and
+    // a close frame inside it is payload, not a close.
+    let mut d = Decoder::new(64);
+    let mut head = vec![0x82, 0x80 | 127];
+    head.extend_from_slice(&100_000u64.to_be_bytes());
+    head.extend_from_slice(&MASK);
+    assert_eq!(decode_all(&mut d, &head).1, Err(WsError::TooBig));
+    let mut payload = answer();
+    payload.resize(100_000, 0);
+    for chunk in payload.chunks(4096) {
+        assert_eq!(decode_all(&mut d, chunk), (vec![], Ok(())));
+        assert!(!d.is_closed());
+        assert_eq!(d.buffered(), 0);
+    }
+    decode_all(&mut d, &answer()).1.unwrap();
+    assert!(d.is_closed());
+}
+
+#[test]
+fn a_violating_close_frame_or_a_close_in_the_same_read_ends_at_once() {
+    // The peer's own close was the violation (bad code, bad reason, one byte): it has closed.
+    for bad in [
+        client(true, 0x8, &1005u16.to_be_bytes()),
+        client(true, 0x8, &[0x03, 0xe8, 0xff]),
+        client(true, 0x8, &[0x03]),
+    ] {
+        let mut d = Decoder::new(64);
+        assert!(decode_all(&mut d, &bad).1.is_err());
+        assert!(d.is_closed(), "{bad:02x?}");
+    }
+    // The violation and the peer's close in one read: the error is returned (so it is
+    // answered with its code), and the close is already seen.
+    let mut d = Decoder::new(64);
+    let bytes = [
+        client(true, 0x1, b"ok"),
+        client(true, 0x1, &[0xff]),
+        answer(),
+    ]
+    .concat();
+    let (out, r) = decode_all(&mut d, &bytes);
+    assert_eq!(out, vec![Incoming::Text(b"ok".to_vec())]);
+    assert_eq!(r, Err(WsError::Utf8));
+    assert!(d.is_closed());
+    // A close decoded normally closes too.
+    let mut d = Decoder::new(64);
+    assert!(!d.is_closed());
+    decode_all(&mut d, &answer()).1.unwrap();
+    assert!(d.is_closed());
 }

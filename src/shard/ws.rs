@@ -101,7 +101,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     }
 
     /// Closes with `code`: sends the close frame, waits (briefly) for the peer's answer so
-    /// the frame is read before the socket goes, then closes the stream.
+    /// the frame is read before the socket goes, then closes the stream. The answer ends the
+    /// wait at once, also after a framing violation (the decoder still follows the framing to
+    /// find it); a peer whose close was already read is not waited for.
     pub(super) async fn close(&mut self, code: u16, reason: &str) {
         self.finish(&ws::close_frame(code, reason), true).await;
     }
@@ -111,9 +113,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             async {
                 if self.write_frame(frame).await.is_ok() && await_answer {
                     // Drain until the peer's close (or EOF): dropping a socket with unread
-                    // bytes would reset it, and the peer might lose our close frame.
-                    while let Read::Frames(msgs, Ok(())) = self.read().await {
-                        if msgs.iter().any(|m| matches!(m, Incoming::Close(_))) {
+                    // bytes would reset it, and the peer might lose our close frame. What is
+                    // read meanwhile is dropped: the connection is over.
+                    while !self.decoder.is_closed() {
+                        if !matches!(self.read().await, Read::Frames(..)) {
                             break;
                         }
                     }
@@ -125,3 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         .await;
     }
 }
+
+#[cfg(test)]
+#[path = "ws_tests.rs"]
+mod tests;

@@ -13,6 +13,10 @@ use crate::protocol::session::Profile;
 use crate::protocol::{frame, sigstr};
 use base64::Engine;
 
+// Acks (`Agent::ack`, `Agent::legacy_ack`).
+#[path = "agent_ack.rs"]
+mod ack;
+
 /// The constant envelope nonce the Go agent puts on its messages ("heartbeat_nonce").
 pub const GO_AGENT_NONCE: &str = "aGVhcnRiZWF0X25vbmNl";
 
@@ -374,17 +378,6 @@ impl Agent {
             }
             _ => self.message(channel, MsgType::Request, body, timestamp, Vec::new()),
         }
-    }
-
-    /// A v2 ack for command `id`.
-    pub fn ack(&mut self, id: &str, timestamp: i64) -> Result<String, AgentError> {
-        self.message(
-            "ack",
-            MsgType::Ack,
-            b"{}",
-            timestamp,
-            vec![("ack".to_string(), id.to_string())],
-        )
     }
 
     /// Reads a gateway frame after R1. v2: verifies signature (when the gateway key is known), seq

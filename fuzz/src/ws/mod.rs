@@ -6,7 +6,9 @@
 //! - nothing panics;
 //! - the stream fed whole, split at points the input chooses, and byte by byte (streams of at
 //!   most [`BYTEWISE_MAX`] bytes) gives the same messages and the same result;
-//! - after an `Err` or a `Close`, further input yields nothing (and `Ok`);
+//! - after an `Err` or a `Close`, further input yields nothing (and `Ok`); once
+//!   [`Decoder::is_closed`], it stays so and nothing more is decoded; a decoded `Close` or a
+//!   64-bit length with the top bit set closes it, a well-formed stream without a close does not;
 //! - every `Text` is UTF-8; no message is longer than the limit, no ping payload longer than
 //!   125 bytes; a `Close` is last, carries an allowed code and a reason of at most 123 bytes;
 //! - the memory the decoder holds ([`Decoder::buffered`]) is bounded by the limit and the
@@ -280,6 +282,8 @@ pub struct Fed {
     pub messages: Vec<Incoming>,
     /// The first error (every feed after it must return `Ok` and nothing).
     pub result: Result<(), WsError>,
+    /// Whether the decoder ended closed (the peer's close read, or the framing lost).
+    pub closed: bool,
 }
 
 /// Feeds `bytes` to a fresh decoder in the chunks between `cuts` (sorted, within the length),
@@ -290,13 +294,20 @@ pub fn feed_chunks(limit: usize, bytes: &[u8], cuts: &[usize]) -> (Fed, Decoder)
     let mut fed = Fed {
         messages: Vec::new(),
         result: Ok(()),
+        closed: false,
     };
     let mut largest_feed = 0;
     let mut start = 0;
     for end in cuts.iter().copied().chain([bytes.len()]) {
         let chunk = bytes.get(start..end).unwrap_or_default();
         start = end;
-        let stopped = fed.result.is_err() || ends_with_close(&fed.messages);
+        let closed = d.is_closed();
+        let stopped = closed || fed.result.is_err() || ends_with_close(&fed.messages);
+        assert_eq!(
+            ends_with_close(&fed.messages),
+            closed && fed.result.is_ok(),
+            "a decoded close and the closed state disagree"
+        );
         let mut out = Vec::new();
         let r = d.feed(chunk, &mut out);
         if stopped {
@@ -305,6 +316,16 @@ pub fn feed_chunks(limit: usize, bytes: &[u8], cuts: &[usize]) -> (Fed, Decoder)
                 "input after a stop: {out:?} {r:?}"
             );
         }
+        if closed {
+            assert!(d.is_closed(), "a closed decoder reopened");
+            assert!(d.is_idle(), "a closed decoder holds memory");
+        }
+        if matches!(
+            r,
+            Err(WsError::Protocol("64-bit length with the top bit set"))
+        ) {
+            assert!(d.is_closed(), "the framing is lost but the decoder waits");
+        }
         largest_feed = largest_feed.max(chunk.len());
         check_held(&d, limit, largest_feed);
         fed.messages.extend(out);
@@ -312,6 +333,12 @@ pub fn feed_chunks(limit: usize, bytes: &[u8], cuts: &[usize]) -> (Fed, Decoder)
             fed.result = r;
         }
     }
+    fed.closed = d.is_closed();
+    assert_eq!(
+        ends_with_close(&fed.messages),
+        fed.closed && fed.result.is_ok(),
+        "a decoded close and the closed state disagree"
+    );
     (fed, d)
 }
 
@@ -374,6 +401,7 @@ pub fn run(input: &Input) {
         assert_eq!(whole.result, Ok(()), "round trip");
         if !ends_with_close(&whole.messages) {
             assert!(d.is_idle(), "complete frames leave the decoder idle");
+            assert!(!whole.closed, "closed without a close frame");
         }
     } else {
         assert!(

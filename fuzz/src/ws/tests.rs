@@ -190,3 +190,64 @@ fn every_close_code_picked_is_accepted() {
         assert_eq!(fed.messages, s.expected, "code pick {pick}");
     }
 }
+
+/// A raw frame piece: `first` byte, masked, in length form `form`, declaring `len`.
+fn raw(first: u8, form: u8, len: Option<u64>, payload: &[u8]) -> Piece {
+    Piece::Frame {
+        first,
+        mask: Some(MASK),
+        form,
+        len,
+        payload: payload.to_vec(),
+    }
+}
+
+#[test]
+fn continuation_length_overflow_input_is_a_protocol_error() {
+    // The input `ws_frames` crashed on with overflow checks (≈ 100 s in): a text frame with
+    // FIN=0 and one byte, then a continuation declaring 2^64 − 1 bytes.
+    for limit in LIMITS {
+        let pieces = vec![raw(0x01, 0, None, b"a"), raw(0x80, 3, Some(u64::MAX), b"")];
+        run(&input(limit, pieces.clone()));
+        if limit == 0 {
+            continue; // the first byte is already over the limit
+        }
+        let (fed, d) = feed_chunks(limit, &build(&pieces, limit).bytes, &[]);
+        assert_eq!(
+            fed.result,
+            Err(WsError::Protocol("64-bit length with the top bit set")),
+            "limit {limit}"
+        );
+        assert!(d.is_closed());
+    }
+}
+
+#[test]
+fn the_peers_close_after_a_violation_closes_the_decoder() {
+    // Invalid UTF-8, a message and a ping still in flight, then the peer's close: the decoder
+    // reports the 1007 only, and ends closed; without the close it keeps waiting.
+    let mut pieces = vec![
+        raw(0x81, 0, None, &[0xff]),
+        Piece::Text {
+            body: "late".into(),
+            sizes: vec![2],
+            between: vec![ping(b"p")],
+            mask: MASK,
+        },
+    ];
+    let s = build(&pieces, 1000);
+    let (fed, _) = feed_chunks(1000, &s.bytes, &[3, 5]);
+    assert_eq!(
+        (fed.messages.len(), fed.result, fed.closed),
+        (0, Err(WsError::Utf8), false)
+    );
+    pieces.push(Piece::EmptyClose(MASK));
+    run(&input(1000, pieces.clone()));
+    let s = build(&pieces, 1000);
+    let (fed, d) = feed_chunks(1000, &s.bytes, &[3, 5]);
+    assert_eq!(
+        (fed.messages.len(), fed.result, fed.closed),
+        (0, Err(WsError::Utf8), true)
+    );
+    assert!(d.is_idle());
+}

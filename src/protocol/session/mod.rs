@@ -156,6 +156,10 @@ pub enum Action {
     },
     /// A v2 ack for this command id.
     Ack(String),
+    /// The [`Action::Ack`] that follows came from an agent built before PROTOCOL §7 put the
+    /// acked id in the sealed payload (payload `{}`, id from `headers.ack`): accepted for one
+    /// release, counted.
+    LegacyAck,
     /// A verified frame arrived (v1 delivery accounting: earlier writes are delivered).
     Verified,
     /// An error frame was sent or a frame dropped, for metrics.

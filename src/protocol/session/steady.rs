@@ -4,7 +4,7 @@ use super::{Action, Deferred, Env, Keys, Profile, Session, Step, VerifyJob};
 use crate::crypto::aead;
 use crate::protocol::channel::{self, AgentKind, Channel};
 use crate::protocol::envelope::{self, Envelope, MsgType};
-use crate::protocol::payloads::decode_b64_exact;
+use crate::protocol::payloads::{self, decode_b64_exact, AckBody};
 use crate::protocol::{sigstr, ErrorKind};
 use base64::Engine;
 
@@ -364,15 +364,14 @@ impl Session {
         match channel::parse(&e.channel) {
             Ok(Channel::Registration) => return self.on_m3(env, &body, now_ms),
             Ok(Channel::RegistrationComplete) => return self.on_m4(env, &body, now_ms),
-            Ok(Channel::Ack) => match e.header("ack") {
-                Some(id) if e.msg_type == MsgType::Ack => out.push(Action::Ack(id.to_string())),
-                _ => self.soft_error(
-                    env,
-                    &mut out,
-                    ErrorKind::InvalidMessage,
-                    "an ack needs type ack and headers.ack",
-                    now_ms,
-                ),
+            Ok(Channel::Ack) => match acked(e, &body) {
+                Ok(Acked { id, legacy }) => {
+                    if legacy {
+                        out.push(Action::LegacyAck);
+                    }
+                    out.push(Action::Ack(id));
+                }
+                Err(msg) => self.soft_error(env, &mut out, ErrorKind::InvalidMessage, msg, now_ms),
             },
             Ok(Channel::Agent { id, kind }) => {
                 if id != self.ident {
@@ -423,6 +422,32 @@ impl Session {
             ),
         }
         out
+    }
+}
+
+/// The command an ack acknowledges.
+struct Acked {
+    id: String,
+    /// Taken from `headers.ack`: the payload was `{}` (an agent built before PROTOCOL §7's rule).
+    legacy: bool,
+}
+
+/// The command id an ack frame (channel `ack`) acknowledges, read from its opened payload
+/// `{"ack":id}` (PROTOCOL §7): headers are covered by neither the signature nor the AAD, so
+/// `headers.ack` only has to agree. A payload `{}` is an older agent's ack: its `headers.ack`
+/// is taken, for one release.
+fn acked(e: &Envelope, body: &[u8]) -> Result<Acked, &'static str> {
+    let (Some(header), MsgType::Ack) = (e.header("ack"), e.msg_type) else {
+        return Err("an ack needs type ack and headers.ack");
+    };
+    match payloads::from_json::<AckBody>(body) {
+        Ok(AckBody::Id(id)) if id == header => Ok(Acked { id, legacy: false }),
+        Ok(AckBody::Id(_)) => Err("headers.ack differs from the acked id in the payload"),
+        Ok(AckBody::Legacy) => Ok(Acked {
+            id: header.to_string(),
+            legacy: true,
+        }),
+        Err(_) => Err(r#"an ack's payload must be {"ack":id}"#),
     }
 }
 

@@ -881,3 +881,7 @@ fn parse_ahead_is_bounded_by_profile_handshake_and_rate() {
     let mut v1 = steady(Profile::V1);
     assert_eq!(v1.with(|s, env, now| s.parse_ahead(env, now)), 0, "v1");
 }
+
+// Acks (PROTOCOL §7): the acked id comes from the sealed payload.
+#[path = "ack_tests.rs"]
+mod ack;

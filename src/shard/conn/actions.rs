@@ -116,6 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                     }
                 }
+                Action::LegacyAck => self.ctx.metrics.legacy_ack(),
                 Action::Verified => {
                     if self.session.profile() == Profile::V1 && !self.outbox.is_empty() {
                         let ctx = Rc::clone(&self.ctx);
