@@ -9,16 +9,11 @@
 //!
 //! Case counts are kept moderate so the file runs in seconds in a debug build.
 
-use std::cell::RefCell;
-
-use aegis_gateway::crypto::{self, SigningKey};
 use aegis_gateway::protocol::channel::{self, AgentKind, BackendKind, Channel};
 use aegis_gateway::protocol::envelope::{self, Envelope, MsgType};
 use aegis_gateway::protocol::ratelimit::TokenBucket;
-use aegis_gateway::protocol::replay::NonceCache;
-use aegis_gateway::protocol::session::{Action, Env, Limits, Profile, Session};
-use aegis_gateway::protocol::upgrade::UpgradeRequest;
-use aegis_gateway::testkit::agent::Agent;
+use aegis_gateway::protocol::session::{Action, Profile};
+use aegis_gateway::testkit::pair::{Pair, T0};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -85,90 +80,12 @@ proptest! {
 
 // ---- v2 sealing between agent and session ------------------------------------------------------
 
-const T0: i64 = 1_700_000_000_000;
-
-/// An authenticated v2 agent and session, with everything the session's [`Env`] borrows.
-struct Pair {
-    gw: SigningKey,
-    limits: Limits,
-    nonces: RefCell<NonceCache>,
-    session: Session,
-    agent: Agent,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        let gw = SigningKey::generate();
-        let mut agent = Agent::new(
-            SigningKey::generate(),
-            "agent-1",
-            Profile::V2,
-            Some(gw.public()),
-        );
-        let up = UpgradeRequest {
-            path: "/ws/agent".into(),
-            ws_key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
-            user_agent: "Aegis-Agent/2.0".into(),
-            agent_id: "agent-1".into(),
-            public_key: agent.key().public(),
-            public_key_b64: agent.public_b64().to_string(),
-            agent_uid: None,
-            bootstrap_token: None,
-            protocol: Some(2),
-        };
-        let mut p = Pair {
-            gw,
-            limits: Limits {
-                message_rate: None,
-                ..Limits::default()
-            },
-            nonces: RefCell::new(NonceCache::new()),
-            session: Session::new(up, None, T0, 0),
-            agent: Agent::new(SigningKey::generate(), "x", Profile::V2, None),
-        };
-        let m1 = agent.m1(T0 / 1000, crypto::random::bytes());
-        let r1 = sends(&p.feed(m1.as_bytes())).remove(0);
-        agent.on_r1(r1.as_bytes()).expect("R1 accepted");
-        p.agent = agent;
-        p
-    }
-
-    fn feed(&mut self, frame: &[u8]) -> Vec<Action> {
-        let env = Env {
-            key: &self.gw,
-            limits: &self.limits,
-            nonces: &self.nonces,
-        };
-        let mut buf = frame.to_vec();
-        let step = self.session.on_frame(&env, &mut buf, T0);
-        let mut actions = step.actions;
-        if let Some(job) = step.verify {
-            let ok = job.public.verify(&job.msg, &job.sig);
-            actions.extend(self.session.on_verified(&env, ok, T0));
-        }
-        actions
-    }
-
-    fn command(&mut self, kind: BackendKind, msg_type: MsgType, body: &[u8]) -> String {
-        let env = Env {
-            key: &self.gw,
-            limits: &self.limits,
-            nonces: &self.nonces,
-        };
-        self.session
-            .command_frame(&env, "cmd-1", kind, msg_type, body, T0)
-            .expect("authenticated")
-    }
-}
-
-fn sends(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
+/// An authenticated v2 pair without a rate limit (property runs send many frames).
+fn v2_pair() -> Pair {
+    let mut p = Pair::new(Profile::V2);
+    p.limits.message_rate = None;
+    p.authenticate();
+    p
 }
 
 fn verified(actions: &[Action]) -> bool {
@@ -235,13 +152,13 @@ proptest! {
         index in any::<usize>(),
         byte in any::<u8>(),
     ) {
-        let mut p = Pair::new();
+        let mut p = v2_pair();
         let ident = p.agent.ident().to_string();
         for (t, kind, body) in &msgs {
             // Agent → gateway, accepted in order with the body intact.
             let ch = channel::agent_channel(&ident, *kind);
             let f = p.agent.message(&ch, *t, body, T0 / 1000, Vec::new()).unwrap();
-            let actions = p.feed(f.as_bytes());
+            let actions = p.feed_bytes(f.as_bytes(), false);
             prop_assert!(verified(&actions), "refused: {:?}", actions);
             let inbound = actions.iter().find_map(|a| match a {
                 Action::Inbound { body, .. } => Some(body.as_bytes().to_vec()),
@@ -251,13 +168,13 @@ proptest! {
                 prop_assert_eq!(inbound.as_deref(), Some(body.as_slice()));
             }
             // Gateway → agent.
-            let f = p.command(BackendKind::Threats, *t, body);
+            let f = p.command("cmd-1", BackendKind::Threats, *t, body);
             prop_assert_eq!(&p.agent.open(f.as_bytes()).unwrap().body, body);
         }
         let (t, kind, body) = &msgs[0];
 
         // A corrupted gateway frame is refused by the agent, which still opens the original.
-        let f = p.command(BackendKind::Tests, *t, body);
+        let f = p.command("cmd-1", BackendKind::Tests, *t, body);
         let bad = corrupt(&f, field, index, byte);
         prop_assert!(p.agent.open(&bad).is_err(), "agent accepted {}", String::from_utf8_lossy(&bad));
         prop_assert_eq!(&p.agent.open(f.as_bytes()).unwrap().body, body);
@@ -266,7 +183,7 @@ proptest! {
         let ch = channel::agent_channel(&ident, *kind);
         let f = p.agent.message(&ch, *t, body, T0 / 1000, Vec::new()).unwrap();
         let bad = corrupt(&f, field, index, byte);
-        let actions = p.feed(&bad);
+        let actions = p.feed_bytes(&bad, false);
         prop_assert!(!verified(&actions), "session accepted {}", String::from_utf8_lossy(&bad));
         let routed = actions
             .iter()

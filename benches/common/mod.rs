@@ -231,7 +231,13 @@ impl Registered {
 
     /// A new gateway session for this agent's connection, before M1.
     pub fn session(&self, now_ms: i64) -> Session {
-        Session::new(self.upgrade.clone(), Some(self.known.clone()), now_ms, 0)
+        Session::new(
+            self.upgrade.clone(),
+            Some(self.known.clone()),
+            now_ms,
+            &Limits::default(),
+            0,
+        )
     }
 
     /// The agent's M1 for a new connection (fresh nonce and ephemeral key).

@@ -1,4 +1,4 @@
-//! The `sealed_open` target: an authenticated v2 [`Agent`] + [`Session`] pair (fixed key seeds,
+//! The `sealed_open` target: an authenticated v2 `Agent` + session pair (`testkit::pair`) (fixed key seeds,
 //! built once and rebuilt only after the session closed), fed mutated sealed frames in both
 //! directions.
 //!
@@ -9,22 +9,20 @@
 //!   original frame is still accepted. An ack (channel `ack`) acks only the id its sealed
 //!   payload names (`{"ack":id}`), and only when `headers.ack` — which neither the signature
 //!   nor the AEAD covers — says the same; a payload `{}` acks `headers.ack`, marked legacy.
-//! - gateway → agent: [`Agent::open`] never accepts a frame whose signed fields differ, and
+//! - gateway → agent: `Agent::open` never accepts a frame whose signed fields differ, and
 //!   returns the original body when it accepts; after a rejection the original still opens.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use aegis_gateway::protocol::channel::{AgentKind, BackendKind};
 use aegis_gateway::protocol::envelope::Envelope;
 use aegis_gateway::protocol::payloads::{from_json, AckBody};
-use aegis_gateway::protocol::replay::NonceCache;
-use aegis_gateway::protocol::session::{Action, Env, Limits, Profile, Session};
-use aegis_gateway::testkit::agent::Agent;
+use aegis_gateway::protocol::session::{Action, Limits, Profile};
+use aegis_gateway::testkit;
 use arbitrary::Arbitrary;
 
-use crate::keys::{gateway_key, new_agent, upgrade_for, AGENT_ID, T0};
+use crate::keys::{gateway_key, new_agent, AGENT_ID, T0};
 use crate::mutate::{self, Mutation};
 
 /// Largest body the target seals.
@@ -49,18 +47,8 @@ pub struct Input {
 
 /// An authenticated pair. The session's closes are fatal, so a closed pair is rebuilt.
 struct Pair {
-    session: Session,
-    agent: Agent,
-    nonces: RefCell<NonceCache>,
+    inner: testkit::pair::Pair,
     closed: bool,
-}
-
-fn limits() -> &'static Limits {
-    static L: OnceLock<Limits> = OnceLock::new();
-    L.get_or_init(|| Limits {
-        message_rate: None,
-        ..Limits::default()
-    })
 }
 
 /// Distinct M1 nonces across rebuilds.
@@ -73,41 +61,32 @@ impl Pair {
             *b += 1;
             *b
         };
+        let limits = Limits {
+            message_rate: None,
+            ..Limits::default()
+        };
         let agent = new_agent(AGENT_ID, Profile::V2);
-        let up = upgrade_for(&agent, AGENT_ID, None, Some(2));
+        let inner = testkit::pair::Pair::with_keys(gateway_key().clone(), agent, Some(2), limits);
         let mut pair = Pair {
-            session: Session::new(up, None, T0, 0),
-            agent,
-            nonces: RefCell::new(NonceCache::new()),
+            inner,
             closed: false,
         };
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&n.to_be_bytes());
-        let m1 = pair.agent.m1(T0 / 1000, nonce);
+        let m1 = pair.inner.agent.m1(T0 / 1000, nonce);
         let actions = pair.feed(m1.as_bytes(), false);
-        let r1 = actions.iter().find_map(|a| match a {
-            Action::Send(s) => Some(s.clone()),
-            _ => None,
-        });
+        let r1 = testkit::pair::sends(&actions).into_iter().next();
         let r1 = r1.expect("R1 sent");
-        pair.agent.on_r1(r1.as_bytes()).expect("agent accepts R1");
+        pair.inner
+            .agent
+            .on_r1(r1.as_bytes())
+            .expect("agent accepts R1");
         pair
     }
 
     /// Feeds a frame with the real signature check (or a forced pass).
     fn feed(&mut self, frame: &[u8], forced_ok: bool) -> Vec<Action> {
-        let env = Env {
-            key: gateway_key(),
-            limits: limits(),
-            nonces: &self.nonces,
-        };
-        let mut buf = frame.to_vec();
-        let step = self.session.on_frame(&env, &mut buf, T0);
-        let mut actions = step.actions;
-        if let Some(job) = step.verify {
-            let ok = forced_ok || job.public.verify(&job.msg, &job.sig);
-            actions.extend(self.session.on_verified(&env, ok, T0));
-        }
+        let actions = self.inner.feed_bytes(frame, forced_ok);
         if actions.iter().any(|a| matches!(a, Action::Close(..))) {
             self.closed = true;
         }
@@ -178,6 +157,7 @@ fn to_gateway(
         _ => body,
     };
     let original = pair
+        .inner
         .agent
         .message(&channel, msg_type, body, T0 / 1000, headers)
         .expect("agent is authenticated");
@@ -257,19 +237,11 @@ fn to_agent(
     msg_type: aegis_gateway::protocol::MsgType,
     body: &[u8],
 ) {
-    let env = Env {
-        key: gateway_key(),
-        limits: limits(),
-        nonces: &pair.nonces,
-    };
     let kind = BackendKind::ALL[usize::from(input.kind) % BackendKind::ALL.len()];
-    let original = pair
-        .session
-        .command_frame(&env, "cmd-1", kind, msg_type, body, T0)
-        .expect("session is authenticated");
+    let original = pair.inner.command("cmd-1", kind, msg_type, body);
     let orig = mutate::parse(original.as_bytes()).expect("gateway frame parses");
     let mutated = mutate::mutate(&original, &input.mutation);
-    match pair.agent.open(&mutated) {
+    match pair.inner.agent.open(&mutated) {
         Ok(opened) => {
             assert_eq!(
                 signed_fields(&opened.envelope),
@@ -278,12 +250,13 @@ fn to_agent(
             );
             assert_eq!(opened.body, body, "agent opened another body");
             assert!(
-                pair.agent.open(original.as_bytes()).is_err(),
+                pair.inner.agent.open(original.as_bytes()).is_err(),
                 "replay opened"
             );
         }
         Err(_) => {
             let opened = pair
+                .inner
                 .agent
                 .open(original.as_bytes())
                 .expect("original opens after a rejected copy");

@@ -10,6 +10,7 @@
 //! - [`frame`]: building the frames the gateway sends (plain, v1-encrypted, v2-sealed).
 //! - [`replay`]: the M1 nonce replay cache.
 //! - [`session`]: the per-connection state machine (§3–§7).
+//! - [`time`]: the two clocks the session takes ([`time::Now`]: wall and monotonic).
 //! - [`ws`]: RFC 6455 framing (server side): message assembly without per-connection buffers.
 //!
 //! The agent side of the protocol (tests, load generator) is `testkit::agent`.
@@ -23,6 +24,7 @@ pub mod ratelimit;
 pub mod replay;
 pub mod session;
 pub mod sigstr;
+pub mod time;
 pub mod upgrade;
 pub mod ws;
 

@@ -224,6 +224,18 @@ fn limits_of(c: &Config) -> Limits {
         auth_timeout_ms: ms(c.auth_timeout),
         registration_ttl_s: 300,
         message_rate: c.message_limit(),
+        ping_interval_ms: ms(c.ping_interval),
+        idle_timeout_ms: ms(c.idle_timeout),
+    }
+}
+
+/// Now on both clocks (wall and monotonic, see [`crate::protocol::time`]).
+pub fn now() -> crate::protocol::time::Now {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = EPOCH.get_or_init(std::time::Instant::now);
+    crate::protocol::time::Now {
+        unix_ms: now_ms(),
+        mono_ms: i64::try_from(epoch.elapsed().as_millis()).unwrap_or(i64::MAX),
     }
 }
 

@@ -144,7 +144,7 @@ impl State {
         let up = upgrade_for(&agent, agent_id, reconnect, protocol);
         State {
             profile,
-            session: Session::new(up, known, T0, jitter_ms),
+            session: Session::new(up, known, T0, &Limits::default(), jitter_ms),
             agent,
             now: T0,
             closed: false,

@@ -253,7 +253,11 @@ impl Session {
         self.known = None;
         self.profile = p.profile;
         self.session_expires_s = exp;
-        self.close_at_ms = (exp * 1000).saturating_sub(self.expiry_jitter_ms);
+        // The close comes `expiry_jitter_ms` before the token expires, on the monotonic clock.
+        let until_close = (exp * 1000)
+            .saturating_sub(self.expiry_jitter_ms)
+            .saturating_sub(now_ms);
+        self.close_at_mono = self.mono_ms.saturating_add(until_close);
         self.registered = p.uid.is_some();
         match p.uid {
             Some(uid) => {
@@ -265,7 +269,7 @@ impl Session {
                 self.ident = p.req.agent_id.clone();
             }
         }
-        self.last_reply_ms = now_ms;
+        self.last_reply_mono = self.mono_ms;
         let r1 = r1_frame(env, &response, now_s);
         let mut out = vec![
             Action::Send(r1),

@@ -9,6 +9,7 @@
 
 use super::steady::Parsed;
 use super::{Action, Env, Session, Step, VerifyJob};
+use crate::protocol::time::Now;
 
 /// A message fed to the session, waiting for its verdict.
 pub struct Fed(Kind);
@@ -39,11 +40,13 @@ impl Fed {
 
 impl Session {
     /// Feeds one received message (a text or binary frame's contents). See the module docs.
-    pub fn feed(&mut self, env: &Env<'_>, frame: &mut [u8], now_ms: i64) -> Fed {
+    pub fn feed(&mut self, env: &Env<'_>, frame: &mut [u8], now: impl Into<Now>) -> Fed {
+        let now = now.into();
+        let now_ms = self.clock(now);
         if self.parse_ahead(env, now_ms) > 0 {
             return Fed(Kind::Ahead(self.parse_frame(env, frame, now_ms)));
         }
-        let Step { actions, verify } = self.on_frame(env, frame, now_ms);
+        let Step { actions, verify } = self.on_frame(env, frame, now);
         Fed(Kind::Stepped {
             actions,
             waits: verify.is_some(),
@@ -53,14 +56,22 @@ impl Session {
 
     /// Finishes a fed message with the verdict of its signature check (`ok` is ignored when it
     /// needed none): the actions to carry out, in order.
-    pub fn finish(&mut self, env: &Env<'_>, fed: Fed, ok: bool, now_ms: i64) -> Vec<Action> {
+    pub fn finish(
+        &mut self,
+        env: &Env<'_>,
+        fed: Fed,
+        ok: bool,
+        now: impl Into<Now>,
+    ) -> Vec<Action> {
+        let now = now.into();
+        let now_ms = self.clock(now);
         match fed.0 {
             Kind::Ahead(p) => self.finish_parsed(env, p, ok, now_ms),
             Kind::Stepped {
                 mut actions, waits, ..
             } => {
                 if waits {
-                    actions.extend(self.on_verified(env, ok, now_ms));
+                    actions.extend(self.on_verified(env, ok, now));
                 }
                 actions
             }

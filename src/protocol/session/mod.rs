@@ -17,6 +17,7 @@ mod timers;
 use crate::crypto::{AeadKey, SigningKey};
 use crate::protocol::envelope::MsgType;
 use crate::protocol::replay::NonceCheck;
+use crate::protocol::time::Now;
 use crate::protocol::upgrade::UpgradeRequest;
 use crate::protocol::ErrorKind;
 
@@ -44,6 +45,11 @@ pub struct Limits {
     /// Per-connection message rate limit `(per second, burst)` after authentication; `None`
     /// disables it. Default = (500, 1000).
     pub message_rate: Option<(u32, u32)>,
+    /// Gateway ping period, ms. Default = 30000.
+    pub ping_interval_ms: i64,
+    /// A connection that sends nothing (not even a pong) for this long is closed, ms.
+    /// Default = 90000.
+    pub idle_timeout_ms: i64,
 }
 
 impl Default for Limits {
@@ -55,6 +61,8 @@ impl Default for Limits {
             auth_timeout_ms: 10_000,
             registration_ttl_s: 300,
             message_rate: Some((500, 1000)),
+            ping_interval_ms: 30_000,
+            idle_timeout_ms: 90_000,
         }
     }
 }
@@ -160,6 +168,8 @@ pub enum Action {
     /// acked id in the sealed payload (payload `{}`, id from `headers.ack`): accepted for one
     /// release, counted.
     LegacyAck,
+    /// Write a WebSocket ping (the gateway's keepalive, PROTOCOL §1).
+    Ping,
     /// A verified frame arrived (v1 delivery accounting: earlier writes are delivered).
     Verified,
     /// An error frame was sent or a frame dropped, for metrics.
@@ -248,7 +258,11 @@ pub struct Session {
     /// The agent's key from the upgrade, decompressed once; `None` if it is not a valid key.
     agent_key: Option<crate::crypto::PublicKey>,
     known: Option<KnownAgent>,
-    created_ms: i64,
+    /// The monotonic time of the latest call that passed one in (see [`Now`]).
+    mono_ms: i64,
+    /// Timers, monotonic ms: the upgrade (auth timeout), the expiry close, the last handshake
+    /// reply (grace), the last inbound traffic (idle timeout), the next ping.
+    created_mono: i64,
     phase: Phase,
     profile: Profile,
     keys: Option<Keys>,
@@ -256,9 +270,11 @@ pub struct Session {
     ident: String,
     identity: String,
     registered: bool,
-    close_at_ms: i64,
+    close_at_mono: i64,
     handshake_over: bool,
-    last_reply_ms: i64,
+    last_reply_mono: i64,
+    last_inbound_mono: i64,
+    next_ping_mono: i64,
     // Handshake-only state is boxed: an idle session carries two null pointers, not the
     // registration records.
     committing: Option<Box<registration::Committing>>,
@@ -279,23 +295,28 @@ impl Session {
     pub fn new(
         upgrade: UpgradeRequest,
         known: Option<KnownAgent>,
-        now_ms: i64,
+        now: impl Into<Now>,
+        limits: &Limits,
         expiry_jitter_ms: i64,
     ) -> Self {
+        let mono = now.into().mono_ms;
         Session {
             agent_key: crate::crypto::PublicKey::parse(&upgrade.public_key),
             peer: Peer::from(upgrade),
             known,
-            created_ms: now_ms,
+            mono_ms: mono,
+            created_mono: mono,
             phase: Phase::AwaitAuth,
             profile: Profile::V1,
             keys: None,
             ident: String::new(),
             identity: String::new(),
             registered: false,
-            close_at_ms: i64::MAX,
+            close_at_mono: i64::MAX,
             handshake_over: false,
-            last_reply_ms: now_ms,
+            last_reply_mono: mono,
+            last_inbound_mono: mono,
+            next_ping_mono: mono.saturating_add(limits.ping_interval_ms),
             committing: None,
             pending_reg: None,
             deferred: None,
@@ -304,6 +325,14 @@ impl Session {
             session_expires_s: 0,
             expiry_jitter_ms: expiry_jitter_ms.max(0),
         }
+    }
+
+    /// Takes the time of a call: remembers its monotonic part for the timers set while the
+    /// call runs, returns its wall part.
+    fn clock(&mut self, now: impl Into<Now>) -> i64 {
+        let now = now.into();
+        self.mono_ms = now.mono_ms;
+        now.unix_ms
     }
 
     fn windows(&mut self) -> &mut Windows {
@@ -360,7 +389,8 @@ impl Session {
     }
 
     /// Feeds one received message (text or binary frame contents).
-    pub fn on_frame(&mut self, env: &Env<'_>, frame: &mut [u8], now_ms: i64) -> Step {
+    pub fn on_frame(&mut self, env: &Env<'_>, frame: &mut [u8], now: impl Into<Now>) -> Step {
+        let now_ms = self.clock(now);
         match self.phase {
             Phase::Closed => Step::default(),
             Phase::AwaitAuth if self.deferred.is_some() => Step::default(),
@@ -370,7 +400,8 @@ impl Session {
     }
 
     /// Resumes after the signature check handed out by the previous [`Step`].
-    pub fn on_verified(&mut self, env: &Env<'_>, ok: bool, now_ms: i64) -> Vec<Action> {
+    pub fn on_verified(&mut self, env: &Env<'_>, ok: bool, now: impl Into<Now>) -> Vec<Action> {
+        let now_ms = self.clock(now);
         match self.deferred.take() {
             Some(Deferred::Auth(p)) => self.finish_auth(env, *p, ok, now_ms),
             Some(Deferred::Msg(p)) => self.finish_parsed(env, *p, ok, now_ms),
@@ -381,7 +412,13 @@ impl Session {
     /// Closes the session for a graceful reason decided by the runtime (e.g. replaced by a newer
     /// connection): sends the error frame when one applies and returns the close. Nothing on a
     /// session that is already closed.
-    pub fn terminate(&mut self, env: &Env<'_>, kind: ErrorKind, now_ms: i64) -> Vec<Action> {
+    pub fn terminate(
+        &mut self,
+        env: &Env<'_>,
+        kind: ErrorKind,
+        now: impl Into<Now>,
+    ) -> Vec<Action> {
+        let now_ms = self.clock(now);
         let mut out = Vec::new();
         if matches!(self.phase, Phase::Closed) {
             return out;

@@ -103,7 +103,7 @@ impl Session {
             now_ms,
             ReplyEncoding::RawJson,
         );
-        self.last_reply_ms = now_ms;
+        self.last_reply_mono = self.mono_ms;
         out.push(Action::Send(f));
         out
     }
@@ -174,7 +174,13 @@ impl Session {
 
     /// Resumes after [`Action::CommitAgent`]: R3 when the record is durable, else
     /// `registration_failed`.
-    pub fn on_agent_committed(&mut self, env: &Env<'_>, ok: bool, now_ms: i64) -> Vec<Action> {
+    pub fn on_agent_committed(
+        &mut self,
+        env: &Env<'_>,
+        ok: bool,
+        now: impl Into<crate::protocol::time::Now>,
+    ) -> Vec<Action> {
+        let now_ms = self.clock(now);
         let mut out = Vec::new();
         let Some(c) = self.committing.take() else {
             return out;

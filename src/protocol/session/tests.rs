@@ -4,201 +4,11 @@
 use super::*;
 use crate::crypto::{self, SigningKey};
 use crate::protocol::channel::BackendKind;
-use crate::protocol::payloads::{
-    b64, AuthResponse, RegistrationChallenge, RegistrationRequest, RegistrationResult,
-};
-use crate::protocol::replay::NonceCache;
+use crate::protocol::payloads::{b64, AuthResponse, RegistrationChallenge};
 use crate::testkit::agent::{Agent, AgentError};
-use std::cell::RefCell;
-
-const T0: i64 = 1_700_000_000_000;
-
-struct Pair {
-    gw: SigningKey,
-    limits: Limits,
-    nonces: RefCell<NonceCache>,
-    session: Session,
-    agent: Agent,
-    now: i64,
-}
-
-fn upgrade_for(
-    agent: &Agent,
-    reconnect: Option<(&str, &str)>,
-    protocol: Option<u8>,
-) -> UpgradeRequest {
-    let (agent_id, uid, token) = match reconnect {
-        Some((uid, token)) => (
-            uid.to_string(),
-            Some(uid.to_string()),
-            Some(token.to_string()),
-        ),
-        None => (agent.agent_id().to_string(), None, None),
-    };
-    UpgradeRequest {
-        path: "/ws/agent".into(),
-        ws_key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
-        user_agent: "Aegis-Agent/1.0".into(),
-        agent_id,
-        public_key: agent.key().public(),
-        public_key_b64: agent.public_b64().to_string(),
-        agent_uid: uid,
-        bootstrap_token: token,
-        protocol,
-    }
-}
-
-impl Pair {
-    fn new(profile: Profile) -> Pair {
-        let gw = SigningKey::generate();
-        let agent = Agent::new(
-            SigningKey::generate(),
-            "aegis-agent-001",
-            profile,
-            Some(gw.public()),
-        );
-        let up = upgrade_for(&agent, None, None);
-        Pair {
-            session: Session::new(up, None, T0, 0),
-            gw,
-            limits: Limits::default(),
-            nonces: RefCell::new(NonceCache::new()),
-            agent,
-            now: T0,
-        }
-    }
-
-    /// Runs `f` with the session and its environment (disjoint borrows of the pair).
-    fn with<R>(&mut self, f: impl FnOnce(&mut Session, &Env<'_>, i64) -> R) -> R {
-        let env = Env {
-            key: &self.gw,
-            limits: &self.limits,
-            nonces: &self.nonces,
-        };
-        f(&mut self.session, &env, self.now)
-    }
-
-    /// Feeds a frame, performing the signature check like the runtime does.
-    fn feed(&mut self, frame: &str) -> Vec<Action> {
-        let mut buf = frame.as_bytes().to_vec();
-        let now = self.now;
-        let env = Env {
-            key: &self.gw,
-            limits: &self.limits,
-            nonces: &self.nonces,
-        };
-        let step = self.session.on_frame(&env, &mut buf, now);
-        let mut out = step.actions;
-        if let Some(job) = step.verify {
-            let ok = job.public.verify(&job.msg, &job.sig);
-            out.extend(self.session.on_verified(&env, ok, now));
-        }
-        out
-    }
-
-    /// Builds a frame with the agent and feeds it.
-    fn feed_agent(&mut self, f: impl FnOnce(&mut Agent, i64) -> String) -> Vec<Action> {
-        let ts = self.ts();
-        let frame = f(&mut self.agent, ts);
-        self.feed(&frame)
-    }
-
-    fn ts(&self) -> i64 {
-        self.now / 1000
-    }
-
-    /// M1 → R1; returns the actions.
-    fn authenticate(&mut self) -> Vec<Action> {
-        let m1 = self.agent.m1(self.ts(), crypto::random::bytes::<16>());
-        let actions = self.feed(&m1);
-        let r1 = sends(&actions);
-        assert_eq!(r1.len(), 1, "exactly R1 is sent: {actions:?}");
-        self.agent
-            .on_r1(r1[0].as_bytes())
-            .expect("R1 accepted by the agent");
-        actions
-    }
-
-    /// M3 → R2 → M4 → commit → R3; returns (uid, token).
-    fn register(&mut self) -> (String, String) {
-        let req = registration_request(&self.agent, "host-1");
-        let m3 = self.agent.m3(&req, self.ts()).unwrap();
-        let actions = self.feed(&m3);
-        assert!(actions
-            .iter()
-            .any(|a| matches!(a, Action::PersistRegistration(_))));
-        let r2 = sends(&actions);
-        assert_eq!(r2.len(), 1, "R2 only: {actions:?}");
-        let opened = self.agent.open(r2[0].as_bytes()).unwrap();
-        assert_eq!(opened.envelope.channel, "agent.registration");
-        let challenge: RegistrationChallenge = serde_json::from_slice(&opened.body).unwrap();
-        assert_eq!(challenge.server_time.len(), 20);
-        let m4 = self.agent.m4(&challenge, "host-1", self.ts()).unwrap();
-        let actions = self.feed(&m4);
-        assert!(
-            sends(&actions).is_empty(),
-            "nothing before the record is durable"
-        );
-        let new = actions
-            .iter()
-            .find_map(|a| match a {
-                Action::CommitAgent(n) => Some(n.clone()),
-                _ => None,
-            })
-            .expect("CommitAgent");
-        assert_eq!(new.request.host_id, "host-1");
-        let actions = self.with(|s, env, now| s.on_agent_committed(env, true, now));
-        let r3 = sends(&actions);
-        assert_eq!(r3.len(), 1);
-        let opened = self.agent.open(r3[0].as_bytes()).unwrap();
-        let result: RegistrationResult = serde_json::from_slice(&opened.body).unwrap();
-        assert_eq!(result.agent_uid, new.agent_uid);
-        assert!(result.bootstrap_token.len() >= 32);
-        assert_eq!(crypto::hash_token(&result.bootstrap_token), new.token_hash);
-        assert!(actions.iter().any(|a| matches!(a, Action::HandshakeOver)));
-        assert!(actions
-            .iter()
-            .any(|a| matches!(a, Action::Registered { uid, .. } if *uid == result.agent_uid)));
-        self.agent.set_uid(&result.agent_uid);
-        (result.agent_uid, result.bootstrap_token)
-    }
-}
-
-fn registration_request(agent: &Agent, host: &str) -> RegistrationRequest {
-    RegistrationRequest {
-        org_id: "org-1".into(),
-        host_id: host.into(),
-        agent_pubkey: agent.public_b64().to_string(),
-        agent_version: "1.0.0".into(),
-        capabilities: serde_json::json!(["ebpf"]),
-        platform: serde_json::json!({"os": "linux", "arch": "x86_64"}),
-        network: serde_json::json!({"hostname": host}),
-        machine_id_hash: None,
-    }
-}
-
-fn sends(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn close_code(actions: &[Action]) -> Option<u16> {
-    actions.iter().find_map(|a| match a {
-        Action::Close(c, _) => Some(*c),
-        _ => None,
-    })
-}
-
-fn error_kind_of(agent: &mut Agent, frame: &str) -> String {
-    let opened = agent.open(frame.as_bytes()).expect("error frame opens");
-    let v: serde_json::Value = serde_json::from_slice(&opened.body).unwrap();
-    v["error"].as_str().unwrap().to_string()
-}
+use crate::testkit::pair::{
+    close_code, error_kind_of, registration_request, sends, upgrade_for, Pair, T0,
+};
 
 fn r1_of(frame: &str) -> AuthResponse {
     let mut buf = frame.as_bytes().to_vec();
@@ -327,7 +137,7 @@ fn reconnect_with_uid_ends_handshake_at_r1() {
         };
         p.agent.reset_session();
         let up = upgrade_for(&p.agent, Some((&uid, &token)), None);
-        p.session = Session::new(up, Some(known.clone()), p.now, 0);
+        p.session = Session::new(up, Some(known.clone()), p.now, &p.limits, 0);
         let actions = p.authenticate();
         assert!(actions.iter().any(|a| matches!(a, Action::HandshakeOver)));
         assert!(actions
@@ -351,14 +161,14 @@ fn reconnect_with_uid_ends_handshake_at_r1() {
             Some((&uid, "not-the-token-not-the-token-000000")),
             None,
         );
-        p.session = Session::new(up, Some(known.clone()), p.now, 0);
+        p.session = Session::new(up, Some(known.clone()), p.now, &p.limits, 0);
         let m1 = p.agent.m1(p.ts(), crypto::random::bytes::<16>());
         let actions = p.feed(&m1);
         assert!(!r1_of(&sends(&actions)[0]).success);
         assert_eq!(close_code(&actions), Some(4001));
         let mut thief = Agent::new(SigningKey::generate(), "aegis-agent-001", profile, None);
         let up = upgrade_for(&thief, Some((&uid, &token)), None);
-        p.session = Session::new(up, Some(known), p.now, 0);
+        p.session = Session::new(up, Some(known), p.now, &p.limits, 0);
         let m1 = thief.m1(p.ts(), crypto::random::bytes::<16>());
         let actions = p.feed(&m1);
         assert!(!r1_of(&sends(&actions)[0]).success);
@@ -384,7 +194,7 @@ fn m1_failures_get_r1_false_and_4001() {
     let m1 = p.agent.m1(p.ts(), [9; 16]);
     assert!(r1_of(&sends(&p.feed(&m1))[0]).success);
     let up = upgrade_for(&p.agent, None, None);
-    p.session = Session::new(up, None, p.now, 0);
+    p.session = Session::new(up, None, p.now, &p.limits, 0);
     let actions = p.feed(&m1);
     let r1 = r1_of(&sends(&actions)[0]);
     assert!(!r1.success);
@@ -397,7 +207,7 @@ fn m1_failures_get_r1_false_and_4001() {
     // Profile mismatch with X-Aegis-Protocol.
     let mut p = Pair::new(Profile::V1);
     let up = upgrade_for(&p.agent, None, Some(2));
-    p.session = Session::new(up, None, p.now, 0);
+    p.session = Session::new(up, None, p.now, &p.limits, 0);
     let m1 = p.agent.m1(p.ts(), [3; 16]);
     assert!(!r1_of(&sends(&p.feed(&m1))[0]).success);
 }
@@ -606,10 +416,13 @@ fn m4_for_another_registration_fails_and_leaves_it() {
 fn session_expiry_sends_session_expired_and_4009() {
     let mut p = steady(Profile::V2);
     let exp_ms = p.session.session_expires() * 1000;
+    // The agent keeps talking (pongs, heartbeats), so the idle timeout never comes first.
+    p.session.on_traffic(exp_ms - 1);
     assert!(p
         .with(|s, env, _| s.tick(env, exp_ms - 1))
         .iter()
         .all(|a| !matches!(a, Action::Close(..))));
+    p.session.on_traffic(exp_ms);
     let actions = p.with(|s, env, _| s.tick(env, exp_ms));
     assert_eq!(close_code(&actions), Some(4009));
     assert_eq!(
@@ -885,3 +698,120 @@ fn parse_ahead_is_bounded_by_profile_handshake_and_rate() {
 // Acks (PROTOCOL §7): the acked id comes from the sealed payload.
 #[path = "ack_tests.rs"]
 mod ack;
+
+// ---- timers, on virtual time ------------------------------------------------------------------
+
+fn has_ping(actions: &[Action]) -> bool {
+    actions.iter().any(|a| matches!(a, Action::Ping))
+}
+
+#[test]
+fn pings_come_every_interval_and_silence_closes_at_the_idle_timeout() {
+    let mut p = steady(Profile::V2);
+    p.limits.ping_interval_ms = 1_000;
+    p.limits.idle_timeout_ms = 3_000;
+    let start = p.now;
+    // The session was built with the default ping interval: its first ping is due at 30 s.
+    // Traffic resets the idle clock, not the ping clock.
+    p.session.on_traffic(start);
+    let first = p.session.next_deadline(&p.limits).unwrap();
+    assert!(
+        first <= start + 3_000,
+        "the idle deadline bounds the wait: {first}"
+    );
+    let at = |p: &mut Pair, t: i64| p.with(|s, env, _| s.tick(env, t));
+    assert!(at(&mut p, start + 2_999).is_empty(), "nothing due yet");
+    // At the idle timeout with no traffic: closed with 1000, no error frame.
+    let actions = at(&mut p, start + 3_000);
+    assert_eq!(close_code(&actions), Some(1000), "{actions:?}");
+    assert!(sends(&actions).is_empty());
+    assert!(
+        at(&mut p, start + 10_000).is_empty(),
+        "a closed session does nothing"
+    );
+}
+
+#[test]
+fn traffic_keeps_a_connection_alive_and_pings_keep_coming() {
+    let mut p = Pair::new(Profile::V2);
+    p.limits.ping_interval_ms = 1_000;
+    p.limits.idle_timeout_ms = 2_500;
+    p.session = Session::new(upgrade_for(&p.agent, None, None), None, T0, &p.limits, 0);
+    p.authenticate();
+    let mut pings = 0;
+    for step in 1..=10 {
+        let t = T0 + step * 500;
+        // The agent answers every other half second (a pong, say).
+        if step % 2 == 0 {
+            p.session.on_traffic(t);
+        }
+        let actions = p.with(|s, env, _| s.tick(env, t));
+        assert_eq!(close_code(&actions), None, "step {step}: {actions:?}");
+        if has_ping(&actions) {
+            pings += 1;
+        }
+    }
+    assert_eq!(pings, 5, "one ping per second over 5 s");
+}
+
+#[test]
+fn the_auth_timeout_and_the_handshake_grace_fire_on_time() {
+    let mut p = Pair::new(Profile::V2);
+    p.limits.auth_timeout_ms = 400;
+    p.limits.handshake_grace_ms = 200;
+    p.session = Session::new(upgrade_for(&p.agent, None, None), None, T0, &p.limits, 0);
+    assert_eq!(p.session.next_deadline(&p.limits), Some(T0 + 400));
+    let quiet = p.with(|s, env, _| s.tick(env, T0 + 399));
+    assert!(quiet.is_empty(), "{quiet:?}");
+    let actions = p.with(|s, env, _| s.tick(env, T0 + 400));
+    assert_eq!(close_code(&actions), Some(4001));
+    assert_eq!(
+        error_kind_before_auth_of(&sends(&actions)[0]),
+        "authentication_failed"
+    );
+
+    // A first connection's handshake ends HANDSHAKE_GRACE after R1 when nothing is pending.
+    let mut p = Pair::new(Profile::V2);
+    p.limits.handshake_grace_ms = 200;
+    p.authenticate();
+    assert!(!p.session.handshake_over());
+    let r1_at = p.now;
+    let early = p.with(|s, env, _| s.tick(env, r1_at + 199));
+    assert!(!early.iter().any(|a| matches!(a, Action::HandshakeOver)));
+    let due = p.with(|s, env, _| s.tick(env, r1_at + 200));
+    assert!(
+        due.iter().any(|a| matches!(a, Action::HandshakeOver)),
+        "{due:?}"
+    );
+}
+
+#[test]
+fn a_wall_clock_step_fires_no_timer() {
+    let mut p = steady(Profile::V2);
+    let t = p.now;
+    // The wall clock jumps two days ahead (NTP step, VM resume); only a second passed.
+    let jumped = Now {
+        unix_ms: t + 2 * 86_400_000,
+        mono_ms: t + 1_000,
+    };
+    p.session.on_traffic(jumped);
+    let actions = p.with(|s, env, _| s.tick(env, jumped));
+    assert_eq!(close_code(&actions), None, "{actions:?}");
+    // The expiry close still comes after the session's lifetime on the monotonic clock.
+    let later = Now {
+        unix_ms: jumped.unix_ms,
+        mono_ms: t + 86_400_000,
+    };
+    p.session.on_traffic(later);
+    let actions = p.with(|s, env, _| s.tick(env, later));
+    assert_eq!(close_code(&actions), Some(4009), "{actions:?}");
+}
+
+fn error_kind_before_auth_of(frame: &str) -> String {
+    let mut buf = frame.as_bytes().to_vec();
+    let e = crate::protocol::envelope::parse(&mut buf).unwrap();
+    let raw =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    v["error"].as_str().unwrap().to_string()
+}

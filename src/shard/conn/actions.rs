@@ -13,6 +13,7 @@ use crate::store::{AgentRecord, Registration};
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use tungstenite::protocol::frame::coding::Control;
 
 /// How often `last_seen` may be written per connection (heartbeats are not one write each).
 const LAST_SEEN_EVERY_MS: i64 = 60_000;
@@ -68,7 +69,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                     };
                     let ctx = Rc::clone(&self.ctx);
-                    queue.extend(self.session.on_agent_committed(&ctx.env(), ok, now_ms()));
+                    queue.extend(self.session.on_agent_committed(
+                        &ctx.env(),
+                        ok,
+                        crate::shard::now(),
+                    ));
                 }
                 Action::Registered { old_identity, uid } => {
                     tracing::info!(conn = self.conn_id, %uid, "agent registered");
@@ -117,6 +122,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 Action::LegacyAck => self.ctx.metrics.legacy_ack(),
+                Action::Ping => {
+                    let ping = ws::control(Control::Ping, &[]);
+                    if self.send(&ping).await.is_err() {
+                        return Some("write failed");
+                    }
+                }
                 Action::Verified => {
                     if self.session.profile() == Profile::V1 && !self.outbox.is_empty() {
                         let ctx = Rc::clone(&self.ctx);

@@ -54,7 +54,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let uid = self.session.ident();
         let (again, t) = self
             .outbox
-            .overdue(fleet, uid, self.ack_timeout_ms(), now_ms())
+            .overdue(fleet, uid, self.ack_timeout_ms(), crate::shard::now())
             .await;
         ctx.metrics.delivery(Delivery::Failed, t.failed);
         for cmd in again {
@@ -66,7 +66,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Writes a command. A queued command (seq ≠ 0) of a registered agent is written once per
     /// connection unless retried, and each write is recorded as an attempt first.
     pub(super) async fn write_command(&mut self, cmd: Command, reply: Option<DeliverReply>) {
-        let now = now_ms();
+        let clock = crate::shard::now();
+        let now = clock.unix_ms;
         let ctx = Rc::clone(&self.ctx);
         let durable = cmd.seq != 0 && self.session.is_registered();
         let mut attempt = None;
@@ -109,7 +110,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         ctx.metrics.message_out(cmd.kind, result.is_ok());
         if let (Ok(()), Some(a)) = (&result, attempt) {
             ctx.metrics.delivery(Delivery::Sent, 1);
-            self.outbox.written(cmd, a, now);
+            self.outbox.written(cmd, a, clock.mono_ms);
         }
         if let Some(r) = reply {
             let _ = r.send(result);

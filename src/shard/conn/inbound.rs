@@ -27,7 +27,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for Conn<S> {
     }
 
     fn saw_traffic(&mut self) {
-        self.last_inbound = std::time::Instant::now();
+        self.session.on_traffic(crate::shard::now());
     }
 
     async fn messages(&mut self, run: Vec<Incoming>) -> Option<Reason> {
@@ -44,7 +44,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn feed(&mut self, run: Vec<Incoming>) -> Option<Reason> {
         let ctx = Rc::clone(&self.ctx);
         let env = ctx.env();
-        let now = now_ms();
+        let now = crate::shard::now();
         let mut fed = Vec::with_capacity(run.len());
         for m in run {
             if let Incoming::Text(mut buf) | Incoming::Binary(mut buf) = m {
@@ -61,7 +61,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut verdicts = ctx.batcher.verify_all(jobs).await.into_iter();
         for (f, needed) in fed.into_iter().zip(needs) {
             let ok = needed && verdicts.next().unwrap_or(false);
-            let actions = self.session.finish(&env, f, ok, now_ms());
+            let actions = self.session.finish(&env, f, ok, crate::shard::now());
             if let Some(reason) = self.perform(actions).await {
                 return Some(reason);
             }

@@ -119,7 +119,7 @@ async fn serve_upgraded<S>(
     let early = ws.feed(head.get(consumed..).unwrap_or_default());
     drop(head);
     let jitter = expiry_jitter_ms(ctx.shared.limits.session_timeout_s);
-    let session = Session::new(request, known, now_ms(), jitter);
+    let session = Session::new(request, known, super::now(), &ctx.shared.limits, jitter);
     let (tx, rx) = mpsc::unbounded();
     let conn_id = ctx.add_conn(tx);
     ctx.metrics.connection(None, Some(0));
@@ -137,7 +137,6 @@ async fn serve_upgraded<S>(
         channels_seen: Vec::new(),
         claimed: false,
         profile_slot: 0,
-        last_inbound: std::time::Instant::now(),
         last_seen_write_ms: 0,
     };
     glommio::spawn_local(Box::new(c).live(early, slot, peer)).detach();
@@ -167,7 +166,6 @@ struct Conn<S> {
     claimed: bool,
     /// Metrics profile slot: 0 unauthenticated, 1 v1, 2 v2.
     profile_slot: usize,
-    last_inbound: std::time::Instant,
     last_seen_write_ms: i64,
 }
 

@@ -6,6 +6,7 @@
 //! and are sent again at once on the next connection. Every write is one attempt, bounded by the
 //! command's `max_retries`; the write after the last attempt fails the command instead.
 
+use crate::protocol::time::Now;
 use crate::store::{Command, Fleet};
 
 /// A written, unconfirmed command.
@@ -13,8 +14,8 @@ use crate::store::{Command, Fleet};
 pub struct InFlight {
     /// The command (to write it again).
     pub cmd: Command,
-    /// When it was last written (ms).
-    pub written_ms: i64,
+    /// When it was last written (monotonic ms).
+    pub written_mono: i64,
     /// Attempts made so far (this write included).
     pub attempts: u32,
     /// Attempts allowed.
@@ -78,11 +79,11 @@ impl Outbox {
     }
 
     /// The command was written as attempt `attempts` of `max`.
-    pub fn written(&mut self, cmd: Command, (attempts, max): (u32, u32), now_ms: i64) {
+    pub fn written(&mut self, cmd: Command, (attempts, max): (u32, u32), now_mono: i64) {
         self.inflight.retain(|f| f.cmd.seq != cmd.seq);
         self.inflight.push(InFlight {
             cmd,
-            written_ms: now_ms,
+            written_mono: now_mono,
             attempts,
             max,
         });
@@ -125,11 +126,11 @@ impl Outbox {
         t
     }
 
-    /// Earliest ack deadline (ms) of a command in flight.
+    /// Earliest ack deadline (monotonic ms) of a command in flight.
     pub fn next_deadline(&self, ack_timeout_ms: i64) -> Option<i64> {
         self.inflight
             .iter()
-            .map(|f| f.written_ms.saturating_add(ack_timeout_ms))
+            .map(|f| f.written_mono.saturating_add(ack_timeout_ms))
             .min()
     }
 
@@ -140,20 +141,20 @@ impl Outbox {
         store: &dyn Fleet,
         uid: &str,
         ack_timeout_ms: i64,
-        now_ms: i64,
+        now: Now,
     ) -> (Vec<Command>, Tally) {
         let mut again = Vec::new();
         let mut t = Tally::default();
         let mut i = 0;
         while i < self.inflight.len() {
-            if self.inflight[i].written_ms.saturating_add(ack_timeout_ms) > now_ms {
+            if self.inflight[i].written_mono.saturating_add(ack_timeout_ms) > now.mono_ms {
                 i += 1;
                 continue;
             }
             let f = self.inflight.swap_remove(i);
             if f.attempts >= f.max {
                 let _ = store
-                    .mark_failed(uid, &f.cmd, "not acknowledged", now_ms / 1000)
+                    .mark_failed(uid, &f.cmd, "not acknowledged", now.unix_s())
                     .await;
                 t.failed += 1;
             } else {

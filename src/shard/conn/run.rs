@@ -1,20 +1,20 @@
 //! The connection loop: it races a read, a shard command and the next timer, and hands each
 //! event to the code that handles it. The work an event starts runs in a boxed future, so the
 //! long-lived task future of an idle connection stays small (the per-connection memory budget).
+//! Every timer (pings, idle, authentication, grace, expiry) is the session's; the loop only
+//! sleeps until the earliest deadline it reports, or the outbox's next ack deadline.
 
 use super::frames::on_read;
 use super::{Conn, Reason};
 use crate::protocol::close;
 use crate::protocol::session::Action;
-use crate::protocol::ws;
 use crate::protocol::ErrorKind;
 use crate::shard::ctx::ConnCmd;
-use crate::shard::now_ms;
 use crate::shard::ws::Read;
+use crate::shard::{now, now_ms};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 use std::rc::Rc;
 use std::time::Duration;
-use tungstenite::protocol::frame::coding::Control;
 
 enum Event {
     Read(Read),
@@ -28,33 +28,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let Some(reason) = Box::pin(on_read(self, early)).await {
             return reason;
         }
-        let cfg = &self.ctx.shared.config;
-        let ping_every = cfg.ping_interval;
-        let idle = cfg.idle_timeout;
-        let mut next_ping = std::time::Instant::now() + ping_every;
         loop {
-            let now = std::time::Instant::now();
-            if now.duration_since(self.last_inbound) >= idle {
-                Box::pin(self.ws.close(close::NORMAL, "idle timeout")).await;
-                return "idle timeout";
-            }
-            if now >= next_ping {
-                if self.send(&ws::control(Control::Ping, &[])).await.is_err() {
-                    return "write failed";
-                }
-                next_ping = now + ping_every;
-            }
-            let mut wait = next_ping
-                .min(self.last_inbound + idle)
-                .saturating_duration_since(now);
+            let clock = now();
             let deadlines = [
                 self.session.next_deadline(&self.ctx.shared.limits),
                 self.outbox.next_deadline(self.ack_timeout_ms()),
             ];
-            for d in deadlines.into_iter().flatten() {
-                let ms = (d - now_ms()).max(0);
-                wait = wait.min(Duration::from_millis(ms as u64));
-            }
+            let next = deadlines.into_iter().flatten().min().unwrap_or(i64::MAX);
+            let wait = Duration::from_millis(next.saturating_sub(clock.mono_ms).max(0) as u64);
             let ev = {
                 let ws = &mut self.ws;
                 let rx = &mut self.rx;
@@ -79,9 +60,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 },
                 Event::Tick => {
                     Box::pin(self.retry_overdue()).await;
-                    let now = now_ms();
                     let ctx = Rc::clone(&self.ctx);
-                    self.session.tick(&ctx.env(), now)
+                    self.session.tick(&ctx.env(), now())
                 }
             };
             if let Some(reason) = Box::pin(self.perform(actions)).await {
