@@ -103,10 +103,14 @@ pub struct Config {
     pub websocket_addr: SocketAddr,
     /// HTTP path of the upgrade (`WEBSOCKET_PATH`); starts with `/`. Default = `/ws/agent`.
     pub websocket_path: String,
-    /// WebSocket read buffer in bytes (`WEBSOCKET_READ_BUFFER_SIZE`). Default = 4096.
+    /// Kernel receive buffer of each agent socket in bytes (`WEBSOCKET_READ_BUFFER_SIZE`,
+    /// SO_RCVBUF on the listener, inherited by every accepted socket): the most an agent's
+    /// unread bytes can hold in kernel memory. The gateway owns no per-connection read buffer
+    /// (one 64 KiB buffer per shard). Default = 0: the kernel's autotuned default.
     pub ws_read_buffer_size: usize,
-    /// WebSocket write buffer in bytes (`WEBSOCKET_WRITE_BUFFER_SIZE`; 0 writes each message
-    /// at once). Default = 4096.
+    /// Kernel send buffer of each agent socket in bytes (`WEBSOCKET_WRITE_BUFFER_SIZE`,
+    /// SO_SNDBUF): the most a slow agent's unsent frames can hold in kernel memory; frames are
+    /// written as soon as they are built. Default = 0: the kernel's autotuned default.
     pub ws_write_buffer_size: usize,
     /// Gateway Ed25519 private key, PKCS#8 PEM (`AUTH_PRIVATE_KEY_PATH`).
     /// Default = `None`: `DATA_DIR/keys/private.pem` (see [`Config::private_key_path`]).
@@ -196,8 +200,8 @@ impl Default for Config {
         Self {
             websocket_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080)),
             websocket_path: "/ws/agent".to_string(),
-            ws_read_buffer_size: 4096,
-            ws_write_buffer_size: 4096,
+            ws_read_buffer_size: 0,
+            ws_write_buffer_size: 0,
             auth_private_key_path: None,
             auth_public_key_path: None,
             session_timeout: DEFAULT_SESSION_TIMEOUT,

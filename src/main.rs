@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             telemetry::init(config.log_format);
-            aegis_gateway::shard::block_termination_signals();
+            aegis_gateway::shard::block_termination_signals().context("blocking signals")?;
             let summary: Vec<String> = config
                 .redacted_summary()
                 .lines()
@@ -108,7 +108,8 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             loop {
-                let sig = aegis_gateway::shard::wait_for_termination();
+                let sig =
+                    aegis_gateway::shard::wait_for_termination().context("waiting for signals")?;
                 if sig != aegis_gateway::shard::SIGHUP {
                     break;
                 }

@@ -196,6 +196,13 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         Some(c) => Arc::clone(c) as Arc<dyn Fleet>,
         None => Arc::new(store.clone()),
     };
+    // A second gateway on our admin address fails before its agent listener starts serving.
+    crate::shard::rt::claim(admin_cfg.admin_addr).map_err(|source| {
+        crate::admin::StartError::Bind {
+            addr: admin_cfg.admin_addr,
+            source,
+        }
+    })?;
     let gateway = Gateway::start(config, Arc::clone(&fleet), key)?;
     if let Some(c) = &cluster {
         c.attach(gateway.handle());

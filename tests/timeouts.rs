@@ -66,3 +66,22 @@ fn gateway_pings_and_closes_an_idle_connection() {
     assert_eq!(code, Some(1000), "idle timeout closes normally");
     assert_still_serving(&gw);
 }
+
+#[test]
+fn key_rotation_interval_ends_the_session_with_4009() {
+    // A day-long session, re-keyed every second: the re-key close comes first.
+    let gw = TestGateway::start_with(|c| {
+        c.session_timeout = Duration::from_secs(86_400);
+        c.key_rotation_interval = Duration::from_secs(1);
+    });
+    let mut a = gw.agent("rekeyed", V2);
+    let mut c = connect(gw.addr, &a, None);
+    authenticate(&mut c, &mut a);
+    let mut seen = Vec::new();
+    assert_eq!(c.recv_close(&mut seen), 4009);
+    let last = seen.last().expect("session_expired before the close");
+    assert_eq!(error_kind(&mut a, last), "session_expired");
+    // The agent authenticates again, with fresh keys.
+    let mut c = connect(gw.addr, &a, None);
+    authenticate(&mut c, &mut a);
+}

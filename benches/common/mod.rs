@@ -180,6 +180,7 @@ impl Gateway {
             key: &self.key,
             limits: &self.limits,
             nonces: &self.nonces,
+            registrations: None,
         }
     }
 }

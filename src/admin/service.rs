@@ -50,10 +50,9 @@ impl Service {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, StartError>>();
         let thread = rt::start_thread("admin", move || async move {
-            let listener = match rt::TcpListener::bind(addr) {
+            let listener = match rt::listen_exclusive(addr) {
                 Ok(l) => l,
-                Err(e) => {
-                    let source = std::io::Error::other(e.to_string());
+                Err(source) => {
                     let _ = ready_tx.send(Err(StartError::Bind { addr, source }));
                     return;
                 }

@@ -143,6 +143,14 @@ impl Fleet for Cluster {
         self.run(move |n| async move { registry::put_registration(&n, &reg).await })
     }
 
+    fn take_http_registration<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Fut<'a, Result<Option<Registration>, StoreError>> {
+        let id = id.to_string();
+        self.run(move |n| async move { registry::take_http_registration(&n, &id).await })
+    }
+
     fn remove_registration<'a>(&'a self, id: &'a str) -> Fut<'a, Result<bool, StoreError>> {
         let id = id.to_string();
         self.run(move |n| async move { registry::remove_registration(&n, &id).await })

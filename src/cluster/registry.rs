@@ -186,6 +186,32 @@ pub async fn remove_registration(n: &Nats, id: &str) -> Result<bool, StoreError>
     Ok(existed)
 }
 
+/// Removes and returns an HTTP registration (see `Fleet::take_http_registration`): deleted
+/// only at the revision read, so two nodes completing it at once cannot both succeed.
+pub async fn take_http_registration(
+    n: &Nats,
+    id: &str,
+) -> Result<Option<Registration>, StoreError> {
+    let key = names::token(id);
+    let Some((value, revision)) = read::entry(&n.registrations, &key).await? else {
+        return Ok(None);
+    };
+    let reg: Registration = decode("registration", &key, &value)?;
+    if reg.conn_id != Registration::HTTP {
+        return Ok(None);
+    }
+    match n
+        .registrations
+        .delete_expect_revision(&key, Some(revision))
+        .await
+    {
+        Ok(()) => Ok(Some(reg)),
+        // Taken by someone else in between.
+        Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(None),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 /// Records that `uid` used `channel`.
 pub async fn touch_channel(
     n: &Nats,

@@ -45,8 +45,8 @@ config_args! {
     websocket_addr => "WEBSOCKET_ADDR", "IP[:PORT]", "Agent listener address; overrides the 0.0.0.0 default of --websocket-port";
     websocket_port => "WEBSOCKET_PORT", "PORT", "Agent listener port on all interfaces (0 = any free port) [default: 8080]";
     websocket_path => "WEBSOCKET_PATH", "PATH", "HTTP path of the WebSocket upgrade [default: /ws/agent]";
-    websocket_read_buffer_size => "WEBSOCKET_READ_BUFFER_SIZE", "BYTES", "WebSocket read buffer (e.g. 4096, 8KiB) [default: 4096]";
-    websocket_write_buffer_size => "WEBSOCKET_WRITE_BUFFER_SIZE", "BYTES", "WebSocket write buffer [default: 4096]";
+    websocket_read_buffer_size => "WEBSOCKET_READ_BUFFER_SIZE", "BYTES", "Kernel receive buffer per agent socket, SO_RCVBUF (e.g. 16KiB; 0 = kernel default) [default: 0]";
+    websocket_write_buffer_size => "WEBSOCKET_WRITE_BUFFER_SIZE", "BYTES", "Kernel send buffer per agent socket, SO_SNDBUF (0 = kernel default) [default: 0]";
     auth_private_key_path => "AUTH_PRIVATE_KEY_PATH", "FILE", "Gateway Ed25519 private key, PKCS#8 PEM [default: DATA_DIR/keys/private.pem]";
     auth_public_key_path => "AUTH_PUBLIC_KEY_PATH", "FILE", "Gateway Ed25519 public key, SPKI PEM [default: DATA_DIR/keys/public.pem]";
     session_timeout => "SESSION_TIMEOUT", "DURATION", "Session token lifetime (e.g. 24h, 1h30m) [default: 24h]";

@@ -41,7 +41,7 @@ impl Config {
             errors,
             "WEBSOCKET_READ_BUFFER_SIZE",
             self.ws_read_buffer_size,
-            1,
+            0,
             MAX_BUFFER,
         );
         range(

@@ -9,6 +9,7 @@
 //! - [`error`]: error kinds, their codes, and WebSocket close codes (§7).
 //! - [`frame`]: building the frames the gateway sends (plain, v1-encrypted, v2-sealed).
 //! - [`replay`]: the M1 nonce replay cache.
+//! - [`registration`]: the rules of registration shared by the session and the HTTP fallback.
 //! - [`session`]: the per-connection state machine (§3–§7).
 //! - [`time`]: the two clocks the session takes ([`time::Now`]: wall and monotonic).
 //! - [`ws`]: RFC 6455 framing (server side): message assembly without per-connection buffers.
@@ -21,6 +22,8 @@ pub mod error;
 pub mod frame;
 pub mod payloads;
 pub mod ratelimit;
+pub mod register_http;
+pub mod registration;
 pub mod replay;
 pub mod session;
 pub mod sigstr;

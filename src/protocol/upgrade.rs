@@ -89,7 +89,7 @@ pub enum Parsed {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {kind}: {message}")]
 pub struct UpgradeError {
-    /// HTTP status (400, 404, 405, 426, 429, 431, 503).
+    /// HTTP status (400, 404, 405, 413, 426, 429, 431, 503).
     pub status: u16,
     /// `error` field of the JSON body, e.g. `invalid_request`.
     pub kind: &'static str,
@@ -98,7 +98,7 @@ pub struct UpgradeError {
 }
 
 impl UpgradeError {
-    fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
         UpgradeError {
             status,
             kind,

@@ -73,6 +73,7 @@ impl ShardCtx {
             key: &self.shared.key,
             limits: &self.shared.limits,
             nonces: &self.shared.nonces,
+            registrations: None,
         }
     }
 

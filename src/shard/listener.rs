@@ -4,8 +4,11 @@ use super::conn;
 use super::control::Control;
 use super::ctx::ShardCtx;
 use super::mesh::MeshMsg;
+use super::register_http;
+use super::socket::{self, Buffers};
 use super::sys::OwnedSocket;
 use super::{owner_of, Shared};
+use crate::protocol::register_http as reg;
 use crate::protocol::session::Session;
 use crate::protocol::upgrade::{self, Parsed};
 use futures_channel::{mpsc, oneshot};
@@ -29,16 +32,24 @@ pub(super) async fn run_shard(
     mesh: MeshBuilder<MeshMsg, Full>,
     addr: SocketAddr,
     control_rx: mpsc::UnboundedReceiver<Control>,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    ready: std::sync::mpsc::Sender<Result<(), super::StartError>>,
 ) {
     let Ok((senders, mut receivers)) = mesh.join().await else {
-        let _ = ready.send(Err(format!("shard {id}: mesh join failed")));
+        let _ = ready.send(Err(super::StartError::Executor {
+            shard: id,
+            message: "joining the cross-shard mesh failed".into(),
+        }));
         return;
     };
-    let listener = match TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(format!("shard {id}: bind {addr}: {e}")));
+    let c = &shared.config;
+    let buffers = Buffers {
+        recv: c.ws_read_buffer_size,
+        send: c.ws_write_buffer_size,
+    };
+    let listener = match socket::listening(addr, true, buffers) {
+        Ok(s) => super::sys::into_listener(s),
+        Err(source) => {
+            let _ = ready.send(Err(super::StartError::Bind { addr, source }));
             return;
         }
     };
@@ -156,13 +167,24 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
         let Some(mut tls_stream) = handshake else {
             return;
         };
-        if let Some((buf, request, consumed)) = admit(&ctx, &mut tls_stream, peer).await {
-            conn::spawn(ctx, tls_stream, buf, request, consumed, peer);
+        match admit(&ctx, &mut tls_stream, peer).await {
+            Some(Request::Upgrade(buf, request, consumed)) => {
+                conn::spawn(ctx, tls_stream, buf, request, consumed, peer);
+            }
+            Some(Request::Register(buf, head)) => {
+                register_http::serve(&ctx, &mut tls_stream, buf, head, peer).await;
+            }
+            None => {}
         }
         return;
     }
-    let Some((buf, request, consumed)) = admit(&ctx, &mut stream, peer).await else {
-        return;
+    let (buf, request, consumed) = match admit(&ctx, &mut stream, peer).await {
+        Some(Request::Upgrade(buf, request, consumed)) => (buf, request, consumed),
+        Some(Request::Register(buf, head)) => {
+            register_http::serve(&ctx, &mut stream, buf, head, peer).await;
+            return;
+        }
+        None => return,
     };
     let owner = owner_of(&Session::canonical_id(&request), ctx.shared.shards);
     if owner != ctx.id {
@@ -194,13 +216,18 @@ async fn serve_accepted(ctx: Rc<ShardCtx>, mut stream: TcpStream) {
     conn::spawn(ctx, stream, buf, request, consumed, peer);
 }
 
-/// Reads the upgrade head (within `UPGRADE_TIMEOUT`) and applies the pre-upgrade checks, answering
-/// refusals with their HTTP status. `None` when the connection was refused or went away.
-async fn admit<S>(
-    ctx: &Rc<ShardCtx>,
-    stream: &mut S,
-    peer: SocketAddr,
-) -> Option<(Vec<u8>, upgrade::UpgradeRequest, usize)>
+/// What a fresh connection on the agent port asked for.
+enum Request {
+    /// A WebSocket upgrade: the bytes read, the request, the bytes of its head.
+    Upgrade(Vec<u8>, upgrade::UpgradeRequest, usize),
+    /// A step of the HTTP registration fallback (PROTOCOL §9): the bytes read and its head.
+    Register(Vec<u8>, reg::Head),
+}
+
+/// Reads the request head (within `UPGRADE_TIMEOUT`) and applies the pre-upgrade checks (both
+/// also for the HTTP registration fallback), answering refusals with their HTTP status. `None`
+/// when the connection was refused or went away.
+async fn admit<S>(ctx: &Rc<ShardCtx>, stream: &mut S, peer: SocketAddr) -> Option<Request>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -260,7 +287,7 @@ enum HeadError {
 async fn read_head<S: AsyncRead + Unpin>(
     ctx: &Rc<ShardCtx>,
     stream: &mut S,
-) -> Result<(Vec<u8>, upgrade::UpgradeRequest, usize), HeadError> {
+) -> Result<Request, HeadError> {
     let path = &ctx.shared.config.websocket_path;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
@@ -270,9 +297,16 @@ async fn read_head<S: AsyncRead + Unpin>(
             return Err(HeadError::Eof);
         }
         buf.extend_from_slice(&chunk[..n]);
+        match reg::parse(&buf).map_err(HeadError::Http)? {
+            reg::Parsed::Request(head) => return Ok(Request::Register(buf, head)),
+            reg::Parsed::Incomplete => continue,
+            reg::Parsed::NotOurs => {}
+        }
         match upgrade::parse(&buf, path).map_err(HeadError::Http)? {
             Parsed::Incomplete => continue,
-            Parsed::Complete { request, consumed } => return Ok((buf, request, consumed)),
+            Parsed::Complete { request, consumed } => {
+                return Ok(Request::Upgrade(buf, request, consumed))
+            }
         }
     }
 }

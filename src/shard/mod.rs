@@ -15,8 +15,11 @@ mod echo;
 mod limits;
 mod listener;
 mod mesh;
+mod pending;
 mod presence;
+mod register_http;
 pub mod rt;
+mod socket;
 // The one module allowed unsafe code (raw fds, socket options, signals, the allocator).
 #[allow(unsafe_code)]
 mod sys;
@@ -57,6 +60,8 @@ pub struct Shared {
     /// Upgraded connections across all shards (checked against `MAX_CONNECTIONS`; touched once
     /// per connection, never per message).
     pub live: std::sync::atomic::AtomicUsize,
+    /// Caps on pending registrations (touched once per registration).
+    pub pending: pending::PendingCaps,
     /// Per-client-IP connect limiter (touched once per connection attempt).
     pub connect_limiter: Option<Mutex<limits::ConnectLimiter>>,
     /// `wss://` configuration, when a certificate is configured.
@@ -125,7 +130,7 @@ impl Gateway {
         };
         let config_for_limits = config.clone();
         let (reservation, agent_addr) =
-            sys::reserve_port(config.websocket_addr).map_err(|source| StartError::Bind {
+            socket::reserve_shared(config.websocket_addr).map_err(|source| StartError::Bind {
                 addr: config.websocket_addr,
                 source,
             })?;
@@ -137,6 +142,7 @@ impl Gateway {
             fleet,
             shards,
             live: std::sync::atomic::AtomicUsize::new(0),
+            pending: pending::PendingCaps::default(),
             connect_limiter: limits::ConnectLimiter::from_config(&config_for_limits)
                 .map(Mutex::new),
             tls: tls.clone(),
@@ -144,7 +150,7 @@ impl Gateway {
         let (handle, control_rxs) = control::channels(shards);
         let mesh = glommio::channels::channel_mesh::MeshBuilder::full(shards, 1024);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
         let mut threads = Vec::with_capacity(shards);
         for (id, control_rx) in control_rxs.into_iter().enumerate() {
             let placement = if shards <= cpus {
@@ -157,7 +163,7 @@ impl Gateway {
             let ready = ready_tx.clone();
             let builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
-                .io_memory(64 << 10);
+                .io_memory(rt::IO_MEMORY);
             let join = builder
                 .spawn(move || async move {
                     listener::run_shard(id, shared, mesh, agent_addr, control_rx, ready).await;
@@ -174,9 +180,9 @@ impl Gateway {
         for _ in 0..shards {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => {
+                Ok(Err(e)) => {
                     handle.shutdown();
-                    return Err(StartError::Executor { shard: 0, message });
+                    return Err(e);
                 }
                 Err(_) => {
                     return Err(StartError::Executor {
@@ -219,7 +225,9 @@ fn limits_of(c: &Config) -> Limits {
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     Limits {
         timestamp_window_s: secs(c.timestamp_window),
-        session_timeout_s: secs(c.session_timeout),
+        // KEY_ROTATION_INTERVAL bounds the session: at its end the 4009 close makes the agent
+        // authenticate again with fresh keys (PROTOCOL §4).
+        session_timeout_s: secs(c.session_timeout.min(c.key_rotation_interval)),
         handshake_grace_ms: ms(c.handshake_grace),
         auth_timeout_ms: ms(c.auth_timeout),
         registration_ttl_s: 300,

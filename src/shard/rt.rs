@@ -23,6 +23,19 @@ pub struct SpawnError {
     pub message: String,
 }
 
+/// Fails with `AddrInUse` when any socket is bound to `addr` already (another gateway serving
+/// it); resolves port 0. Nothing stays bound.
+pub fn claim(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+    super::socket::claim(addr)
+}
+
+/// A listener on `addr` that no other socket shares (no SO_REUSEPORT): a second process on the
+/// same address fails here with `AddrInUse`. Call on the executor that will accept.
+pub fn listen_exclusive(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let s = super::socket::listening(addr, false, super::socket::Buffers::default())?;
+    Ok(super::sys::into_listener(s))
+}
+
 /// Runs `fut` as a detached task on the current executor.
 pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
     glommio::spawn_local(fut).detach();

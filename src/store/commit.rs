@@ -167,19 +167,26 @@ fn run(inner: &Inner, rx: &Receiver<Reply>, counters: &Counters) {
         }
         let outcome = match inner.engine() {
             Ok(engine) => {
-                let sync = match &mut syncer {
-                    Some((epoch, sync)) if *epoch == engine.epoch => sync,
-                    _ => {
-                        &mut syncer
-                            .insert((engine.epoch, JournalSync::open(&inner.dir)))
-                            .1
-                    }
+                if !matches!(&syncer, Some((epoch, _)) if *epoch == engine.epoch) {
+                    syncer = None;
+                }
+                let tracked = match syncer.take() {
+                    Some(s) => Ok(s),
+                    None => JournalSync::open(&inner.dir).map(|s| (engine.epoch, s)),
                 };
-                let started = Instant::now();
-                let outcome = sync.sync(&engine.db).map(|()| engine.epoch);
-                fsync_seconds.record(started.elapsed().as_secs_f64());
-                counters.fsyncs.fetch_add(1, Ordering::AcqRel);
-                outcome.map_err(|e| Failure::Sync(Arc::new(e)))
+                match tracked {
+                    Ok((epoch, mut sync)) => {
+                        let started = Instant::now();
+                        let outcome = sync.sync(&engine.db).map(|()| engine.epoch);
+                        fsync_seconds.record(started.elapsed().as_secs_f64());
+                        counters.fsyncs.fetch_add(1, Ordering::AcqRel);
+                        syncer = Some((epoch, sync));
+                        outcome.map_err(|e| Failure::Sync(Arc::new(e)))
+                    }
+                    // The journal fjall reopened into is not where this build expects it:
+                    // nothing can be made durable, so nothing is acknowledged.
+                    Err(e) => Err(Failure::Sync(Arc::new(e.into()))),
+                }
             }
             Err(_) => Err(Failure::Unavailable(super::Fault::reopening())),
         };
@@ -302,19 +309,14 @@ struct JournalSync {
 }
 
 impl JournalSync {
-    fn open(dir: &Path) -> Self {
-        let active = match newest_journal(dir) {
-            Ok(Some(id)) => File::open(journal_path(dir, id)).ok().map(|f| (id, f)),
-            _ => None,
-        };
-        if active.is_none() {
-            tracing::warn!(dir = %dir.display(), "fjall journal not found; group commit falls back to persist(SyncAll)");
-        }
-        Self {
+    /// Tracks the newest journal of `dir`; an error when there is none (see [`check_layout`]).
+    fn open(dir: &Path) -> io::Result<Self> {
+        let id = newest_journal(dir)?.ok_or_else(|| missing_journal(dir))?;
+        Ok(Self {
             dir: dir.to_path_buf(),
-            active,
+            active: Some((id, File::open(journal_path(dir, id))?)),
             failed: false,
-        }
+        })
     }
 
     /// Makes every write made before this call durable.
@@ -325,26 +327,19 @@ impl JournalSync {
         // Flush fjall's user-space buffer (a write syscall) under its mutex; this also waits
         // for any journal rotation in progress.
         db.persist(PersistMode::Buffer)?;
-        match self.fsync_active() {
-            Ok(true) => Ok(()),
-            Ok(false) => db.persist(PersistMode::SyncAll),
-            Err(e) => {
-                self.failed = true;
-                Err(e.into())
-            }
-        }
+        self.fsync_active().map_err(|e| {
+            self.failed = true;
+            e.into()
+        })
     }
 
-    /// Fsyncs the newest journal. `Ok(false)` when there is no journal to track (fallback).
-    fn fsync_active(&mut self) -> io::Result<bool> {
-        if let Err(e) = self.advance() {
-            // Could not open a newer journal: from now on fjall syncs it, under its mutex.
-            tracing::warn!(error = %e, "cannot open the new fjall journal; group commit falls back to persist(SyncAll)");
-            self.active = None;
-        }
+    /// Fsyncs the newest journal. A newer journal that exists but cannot be opened is an
+    /// error: a write in it would be acknowledged without being durable.
+    fn fsync_active(&mut self) -> io::Result<()> {
+        self.advance()?;
         match &self.active {
-            Some((_, file)) => file.sync_all().map(|()| true),
-            None => Ok(false),
+            Some((_, file)) => file.sync_all(),
+            None => Err(missing_journal(&self.dir)),
         }
     }
 
@@ -365,6 +360,30 @@ impl JournalSync {
     fn active_id(&self) -> Option<u64> {
         self.active.as_ref().map(|(id, _)| *id)
     }
+}
+
+/// Fails unless `dir` holds a fjall journal where this build's group commit looks for it
+/// (`<id>.jnl`, fjall 3.1's layout; `Cargo.toml` pins fjall to the version it was checked
+/// against). Called at open, so a fjall upgrade that moves its journal stops the gateway at
+/// start instead of silently weakening durability.
+pub(crate) fn check_layout(dir: &Path) -> Result<(), StoreError> {
+    match newest_journal(dir) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(StoreError::JournalLayout {
+            source: missing_journal(dir),
+        }),
+        Err(source) => Err(StoreError::JournalLayout { source }),
+    }
+}
+
+fn missing_journal(dir: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "no fjall journal (<id>.jnl) in {}: group commit relies on fjall 3.1's journal layout",
+            dir.display()
+        ),
+    )
 }
 
 fn journal_path(dir: &Path, id: u64) -> PathBuf {
@@ -398,20 +417,34 @@ mod tests {
         for name in ["1.jnl", "3.jnl", "lock", "10.txt"] {
             File::create(dir.path().join(name)).unwrap();
         }
-        let mut sync = JournalSync::open(dir.path());
+        let mut sync = JournalSync::open(dir.path()).unwrap();
         assert_eq!(sync.active_id(), Some(3));
         File::create(dir.path().join("4.jnl")).unwrap();
         File::create(dir.path().join("5.jnl")).unwrap();
-        assert!(sync.fsync_active().unwrap());
+        sync.fsync_active().unwrap();
         assert_eq!(sync.active_id(), Some(5));
     }
 
     #[test]
-    fn tracker_without_journal_falls_back() {
+    fn a_directory_without_the_journal_fails_loudly() {
+        // What a fjall that moved its journal looks like: no `<id>.jnl` where we look.
         let dir = tempfile::tempdir().unwrap();
-        let mut sync = JournalSync::open(dir.path());
-        assert_eq!(sync.active_id(), None);
-        assert!(!sync.fsync_active().unwrap());
+        File::create(dir.path().join("journal.log")).unwrap();
+        let err = JournalSync::open(dir.path()).err().expect("no journal");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let err = check_layout(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::JournalLayout { .. }), "{err}");
+        assert!(err.to_string().contains("fjall 3.1"), "{err}");
+        // A journal that disappears after open makes the next sync fail (never a silent
+        // "durable"), and every one after it.
+        File::create(dir.path().join("1.jnl")).unwrap();
+        let mut sync = JournalSync::open(dir.path()).unwrap();
+        sync.active = None;
+        assert!(sync.fsync_active().is_err());
+        // A real store opens: fjall 3.1 creates its journal where we look.
+        let db = tempfile::tempdir().unwrap();
+        crate::store::Store::open(db.path()).unwrap();
+        check_layout(db.path()).unwrap();
     }
 
     #[test]
@@ -425,7 +458,7 @@ mod tests {
         let ks = db
             .keyspace("probe", KeyspaceCreateOptions::default)
             .unwrap();
-        let mut sync = JournalSync::open(dir.path());
+        let mut sync = JournalSync::open(dir.path()).expect("fjall journal found");
         let id = sync.active_id().expect("fjall journal found");
         ks.insert("marker-7f3a9c", "value-e41b").unwrap();
         sync.sync(&db).unwrap();

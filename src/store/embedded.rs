@@ -67,6 +67,13 @@ impl Fleet for Store {
         ready(Store::remove_registration(self, id))
     }
 
+    fn take_http_registration<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Fut<'a, Result<Option<Registration>, StoreError>> {
+        ready(Store::take_registration(self, id, Registration::HTTP))
+    }
+
     fn touch_channel<'a>(
         &'a self,
         uid: &'a str,
@@ -183,7 +190,7 @@ impl Fleet for Store {
 }
 
 /// One maintenance pass (see [`Fleet::sweep`]); logs what fails, never stops.
-fn sweep(store: &Store, now: i64) -> usize {
+pub(super) fn sweep(store: &Store, now: i64) -> usize {
     if store.fault().is_some() {
         return 0; // a failed store refuses writes; it reopens by itself
     }
@@ -199,6 +206,10 @@ fn sweep(store: &Store, now: i64) -> usize {
         }
         if let Err(e) = store.purge_terminal(now - MESSAGE_RETENTION_S, PURGE_PER_SWEEP) {
             tracing::warn!(error = %e, "message retention failed");
+        }
+        // Registrations left pending by peers that never completed them (PROTOCOL §6: 300 s).
+        if let Err(e) = store.purge_expired_registrations(now) {
+            tracing::warn!(error = %e, "registration expiry failed");
         }
     }
     match store.expire_due(now, EXPIRE_PER_SWEEP) {

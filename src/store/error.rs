@@ -24,6 +24,12 @@ pub enum StoreError {
         /// fjall's error.
         source: fjall::Error,
     },
+    /// fjall's journal is not where the group commit expects it (fjall's layout changed).
+    #[error("unsupported fjall journal layout: {source}")]
+    JournalLayout {
+        /// What was not found.
+        source: std::io::Error,
+    },
     /// A record could not be encoded as JSON.
     #[error("cannot encode {what}: {source}")]
     Encode {

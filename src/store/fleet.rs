@@ -125,6 +125,15 @@ pub trait Fleet: Send + Sync + 'static {
     /// Removes a pending registration; `false` if there was none.
     fn remove_registration<'a>(&'a self, id: &'a str) -> Fut<'a, Result<bool, StoreError>>;
 
+    /// Removes and returns pending registration `id` if it was made over HTTP (PROTOCOL §9:
+    /// bound to its key, not to a connection; [`Registration::HTTP`]), so it completes at most
+    /// once. `None` for an unknown id and for a WebSocket connection's registration (left
+    /// untouched). The caller still checks expiry.
+    fn take_http_registration<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Fut<'a, Result<Option<Registration>, StoreError>>;
+
     // ---- channels -------------------------------------------------------------------------
 
     /// Records that agent `uid` used `channel` (of `kind`).

@@ -258,6 +258,7 @@ impl Store {
             queues: queue::QueueState::new(),
             events,
         });
+        commit::check_layout(&inner.dir)?;
         let committer = Committer::spawn(Arc::clone(&inner), gate)?;
         metrics::gauge!(crate::metrics::STORE_AVAILABLE).set(1.0);
         Ok(Store {

@@ -34,7 +34,10 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// The record of the session's pending registration `p`, made on connection `conn_id`.
+    /// The `conn_id` of a registration made over HTTP (PROTOCOL §9); connection ids start at 1.
+    pub const HTTP: u64 = 0;
+
+    /// The stored form of `p`, made by connection `conn_id` (or [`Registration::HTTP`]).
     pub fn pending(p: &PendingRecord, conn_id: u64) -> Registration {
         Registration {
             registration_id: p.registration_id.clone(),
@@ -44,6 +47,18 @@ impl Registration {
             nonce: p.nonce.clone(),
             server_time: p.server_time.clone(),
             expires_at: p.expires_at,
+        }
+    }
+
+    /// The pending registration this record stores (to check its completion).
+    pub fn to_pending(&self) -> PendingRecord {
+        PendingRecord {
+            registration_id: self.registration_id.clone(),
+            request: self.request.clone(),
+            agent_id: self.agent_id.clone(),
+            nonce: self.nonce.clone(),
+            server_time: self.server_time.clone(),
+            expires_at: self.expires_at,
         }
     }
 

@@ -193,6 +193,22 @@ fn registrations_put_get_take_and_purge() {
 }
 
 #[test]
+fn the_periodic_sweep_purges_expired_registrations() {
+    let (_dir, store) = open();
+    let now = 1_700_000_040; // a multiple of the retention period: this sweep runs retention
+    assert_eq!(now % 60, 0);
+    store
+        .put_registration(&registration("r-gone", 1, now - 1))
+        .unwrap();
+    store
+        .put_registration(&registration("r-kept", 2, now + 300))
+        .unwrap();
+    super::embedded::sweep(&store, now);
+    assert_eq!(store.get_registration("r-gone").unwrap(), None);
+    assert!(store.get_registration("r-kept").unwrap().is_some());
+}
+
+#[test]
 fn purge_handles_more_than_one_chunk_and_corrupt_records() {
     let (_dir, store) = open();
     let now = 1_000;

@@ -92,6 +92,7 @@ impl Pair {
             key: &self.gw,
             limits: &self.limits,
             nonces: &self.nonces,
+            registrations: None,
         };
         f(&mut self.session, &env, self.now)
     }
@@ -104,6 +105,7 @@ impl Pair {
             key: &self.gw,
             limits: &self.limits,
             nonces: &self.nonces,
+            registrations: None,
         };
         let step = self.session.on_frame(&env, &mut buf, now);
         let mut out = step.actions;
@@ -233,6 +235,7 @@ impl Pair {
             key: &self.gw,
             limits: &self.limits,
             nonces: &self.nonces,
+            registrations: None,
         };
         let step = self.session.on_frame(&env, &mut buf, now);
         let mut out = step.actions;

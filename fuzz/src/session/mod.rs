@@ -75,6 +75,7 @@ pub fn run(profile: Profile, s: Scenario) -> Summary {
         key: gateway_key(),
         limits: &limits,
         nonces: &nonces,
+        registrations: None,
     };
     let mut st = State::new(profile, s.start, i64::from(s.jitter_ms));
     for op in s.ops.into_iter().take(MAX_OPS) {

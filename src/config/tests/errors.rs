@@ -231,8 +231,8 @@ fn every_range_and_invariant_failure_is_reported() {
         ),
         (
             "WEBSOCKET_READ_BUFFER_SIZE",
-            "0",
-            r#"WEBSOCKET_READ_BUFFER_SIZE: "0" is out of range (1-16777216)"#,
+            "17MiB",
+            r#"WEBSOCKET_READ_BUFFER_SIZE: "17825792" is out of range (0-16777216)"#,
         ),
         (
             "WEBSOCKET_WRITE_BUFFER_SIZE",

@@ -40,10 +40,7 @@ fn defaults_match_the_design() {
     let c = Config::default();
     assert_eq!(c.websocket_addr, addr("0.0.0.0:8080"));
     assert_eq!(c.websocket_path, "/ws/agent");
-    assert_eq!(
-        (c.ws_read_buffer_size, c.ws_write_buffer_size),
-        (4096, 4096)
-    );
+    assert_eq!((c.ws_read_buffer_size, c.ws_write_buffer_size), (0, 0));
     assert_eq!(c.session_timeout, Duration::from_secs(86_400));
     assert_eq!(c.key_rotation_interval, c.session_timeout);
     assert_eq!(

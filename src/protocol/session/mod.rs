@@ -75,6 +75,8 @@ pub struct Env<'a> {
     pub limits: &'a Limits,
     /// The M1 nonce replay cache.
     pub nonces: &'a dyn NonceCheck,
+    /// Admission of pending registrations (caps); `None` admits every one.
+    pub registrations: Option<&'a dyn crate::protocol::registration::RegistrationGate>,
 }
 
 /// A registered agent as the runtime found it in the store (for reconnects, and to refuse a
@@ -381,6 +383,13 @@ impl Session {
     /// Unix seconds at which the session token expires (0 before authentication).
     pub fn session_expires(&self) -> i64 {
         self.session_expires_s
+    }
+
+    /// The id of the registration this connection has pending (after R2, before R3), if any.
+    pub fn pending_registration(&self) -> Option<&str> {
+        self.pending_reg
+            .as_deref()
+            .map(|p| p.registration_id.as_str())
     }
 
     /// The agent's public key as presented in the upgrade.

@@ -1,49 +1,12 @@
 //! M3 → R2, M4 → R3 (PROTOCOL §6).
 
 use super::{Action, Env, ReplyEncoding, Session};
-use crate::crypto::{random, verify};
 use crate::protocol::envelope::MsgType;
-use crate::protocol::payloads::{
-    b64, decode_b64_exact, is_agent_id, RegistrationChallenge, RegistrationComplete,
-    RegistrationRequest, RegistrationResult,
-};
-use crate::protocol::{sigstr, ErrorKind};
+use crate::protocol::payloads::{RegistrationComplete, RegistrationRequest, RegistrationResult};
+use crate::protocol::registration::{self as rules, Refusal};
+use crate::protocol::ErrorKind;
 
-/// A pending registration: M3's data plus the challenge sent in R2.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PendingRecord {
-    /// `registration_id` (uuid).
-    pub registration_id: String,
-    /// The M3 as received.
-    pub request: RegistrationRequest,
-    /// `agent_id` of the session.
-    pub agent_id: String,
-    /// Base64 of the 32 challenge bytes.
-    pub nonce: String,
-    /// The `server_time` text sent in R2.
-    pub server_time: String,
-    /// Unix seconds after which M4 is refused.
-    pub expires_at: i64,
-}
-
-/// An agent record to store durably before R3.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewAgent {
-    /// The new uid.
-    pub agent_uid: String,
-    /// Hex SHA-256 of the bootstrap token.
-    pub token_hash: String,
-    /// The registration it completes (to delete afterwards).
-    pub registration_id: String,
-    /// M3 data.
-    pub request: RegistrationRequest,
-    /// `agent_id` of the session.
-    pub agent_id: String,
-    /// Unix seconds.
-    pub registered_at: i64,
-    /// 1 or 2.
-    pub profile: u8,
-}
+pub use crate::protocol::registration::{NewAgent, PendingRecord};
 
 /// A registration whose record is being committed.
 pub(super) struct Committing {
@@ -67,29 +30,24 @@ impl Session {
                 return out;
             }
         };
-        if decode_b64_exact::<32>(&req.agent_pubkey) != Some(self.peer.public_key) {
-            self.registration_failed(env, &mut out, "agent_pubkey is not the session key", now_ms);
+        if let Err(refusal) = rules::check_request(&req, Some(&self.peer.public_key)) {
+            self.registration_failed(env, &mut out, &refusal.to_string(), now_ms);
             return out;
         }
-        if !is_agent_id(&req.host_id) {
-            self.registration_failed(env, &mut out, "invalid host_id", now_ms);
+        let (record, challenge) = rules::challenge(
+            req,
+            self.ident.clone(),
+            now_ms / 1000,
+            env.limits.registration_ttl_s,
+        );
+        let admitted = env
+            .registrations
+            .is_none_or(|gate| gate.admit(&record.registration_id, record.expires_at));
+        if !admitted {
+            let refusal = Refusal::TooMany.to_string();
+            self.registration_failed(env, &mut out, &refusal, now_ms);
             return out;
         }
-        let now_s = now_ms / 1000;
-        let nonce = random::bytes::<32>();
-        let record = PendingRecord {
-            registration_id: random::uuid_v4(),
-            request: req,
-            agent_id: self.ident.clone(),
-            nonce: b64(&nonce),
-            server_time: crate::protocol::payloads::server_time(now_s),
-            expires_at: now_s + env.limits.registration_ttl_s,
-        };
-        let challenge = RegistrationChallenge {
-            registration_id: record.registration_id.clone(),
-            nonce: record.nonce.clone(),
-            server_time: record.server_time.clone(),
-        };
         if let Some(old) = self.pending_reg.replace(Box::new(record.clone())) {
             out.push(Action::RemoveRegistration(old.registration_id));
         }
@@ -132,41 +90,17 @@ impl Session {
             return out;
         };
         out.push(Action::RemoveRegistration(pending.registration_id.clone()));
-        if pending.expires_at <= now_ms / 1000 {
-            self.registration_failed(env, &mut out, "registration expired", now_ms);
+        let now_s = now_ms / 1000;
+        if let Err(refusal) = rules::check_completion(&pending, &m4, &self.peer.public_key, now_s) {
+            self.registration_failed(env, &mut out, &refusal.to_string(), now_ms);
             return out;
         }
-        if m4.host_id != pending.request.host_id {
-            self.registration_failed(env, &mut out, "host_id does not match", now_ms);
-            return out;
-        }
-        let (Some(nonce), Some(sig)) = (
-            decode_b64_exact::<32>(&pending.nonce),
-            decode_b64_exact::<64>(&m4.signature),
-        ) else {
-            self.registration_failed(env, &mut out, "invalid signature encoding", now_ms);
-            return out;
-        };
-        let signed = sigstr::registration(&nonce, &pending.server_time, &m4.host_id);
-        if !verify::verify(&self.peer.public_key, &signed, &sig) {
-            self.registration_failed(env, &mut out, "registration signature is invalid", now_ms);
-            return out;
-        }
-        let uid = random::uuid_v4();
-        let token = random::token_urlsafe(32);
-        let new = NewAgent {
-            agent_uid: uid.clone(),
-            token_hash: crate::crypto::hash_token(&token),
-            registration_id: pending.registration_id.clone(),
-            request: pending.request,
-            agent_id: pending.agent_id,
-            registered_at: now_ms / 1000,
-            profile: self.profile.number(),
-        };
+        let (new, token) = rules::new_agent(pending, self.profile.number(), now_s);
+        let (uid, registration_id) = (new.agent_uid.clone(), new.registration_id.clone());
         self.committing = Some(Box::new(Committing {
             uid,
             token,
-            registration_id: pending.registration_id,
+            registration_id,
         }));
         out.push(Action::CommitAgent(new));
         out

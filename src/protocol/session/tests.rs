@@ -570,6 +570,7 @@ impl Pair {
             key: &self.gw,
             limits: &self.limits,
             nonces: &self.nonces,
+            registrations: None,
         };
         assert!(self.session.parse_ahead(&env, self.now) >= frames.len());
         let mut parsed: Vec<_> = frames
@@ -814,4 +815,66 @@ fn error_kind_before_auth_of(frame: &str) -> String {
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, e.payload).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     v["error"].as_str().unwrap().to_string()
+}
+
+/// A gate that admits `n` registrations, then refuses.
+struct Quota(std::cell::Cell<usize>);
+
+impl crate::protocol::registration::RegistrationGate for Quota {
+    fn admit(&self, _id: &str, _expires_at: i64) -> bool {
+        let left = self.0.get();
+        self.0.set(left.saturating_sub(1));
+        left > 0
+    }
+}
+
+#[test]
+fn a_registration_past_the_caps_is_refused_and_nothing_is_stored() {
+    let mut p = Pair::new(Profile::V2);
+    p.authenticate();
+    let req = registration_request(&p.agent, "host-capped");
+    let m3 = p.agent.m3(&req, p.ts()).unwrap();
+    let quota = Quota(std::cell::Cell::new(0));
+    let env = Env {
+        key: &p.gw,
+        limits: &p.limits,
+        nonces: &p.nonces,
+        registrations: Some(&quota),
+    };
+    let mut buf = m3.into_bytes();
+    let step = p.session.on_frame(&env, &mut buf, p.now);
+    let mut actions = step.actions;
+    if let Some(job) = step.verify {
+        let ok = job.public.verify(&job.msg, &job.sig);
+        actions.extend(p.session.on_verified(&env, ok, p.now));
+    }
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::PersistRegistration(_))),
+        "nothing pending: {actions:?}"
+    );
+    assert_eq!(p.session.pending_registration(), None);
+    let frames = sends(&actions);
+    assert_eq!(
+        error_kind_of(&mut p.agent, &frames[0]),
+        "registration_failed"
+    );
+    // With room again, the same agent's next M3 is admitted and its record is kept.
+    quota.0.set(1);
+    let m3 = p.agent.m3(&req, p.ts()).unwrap();
+    let mut buf = m3.into_bytes();
+    let step = p.session.on_frame(&env, &mut buf, p.now);
+    let mut actions = step.actions;
+    if let Some(job) = step.verify {
+        let ok = job.public.verify(&job.msg, &job.sig);
+        actions.extend(p.session.on_verified(&env, ok, p.now));
+    }
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::PersistRegistration(_))),
+        "{actions:?}"
+    );
+    assert!(p.session.pending_registration().is_some());
 }

@@ -57,6 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 Action::RemoveRegistration(id) => {
+                    self.ctx.shared.pending.release(&id);
                     let _ = self.ctx.shared.fleet.remove_registration(&id).await;
                 }
                 Action::CommitAgent(new) => {

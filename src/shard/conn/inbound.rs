@@ -5,6 +5,7 @@
 
 use super::frames::Endpoint;
 use super::{Conn, Reason};
+use crate::protocol::session::Env;
 use crate::protocol::ws::Incoming;
 use crate::shard::batch::MAX_BATCH;
 use crate::shard::now_ms;
@@ -43,8 +44,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Feeds a run of data messages (see the module docs). `Some` when the connection ends.
     async fn feed(&mut self, run: Vec<Incoming>) -> Option<Reason> {
         let ctx = Rc::clone(&self.ctx);
-        let env = ctx.env();
         let now = crate::shard::now();
+        let gate = ctx.shared.pending.gate(self.peer.ip(), now.unix_s());
+        let env = Env {
+            registrations: Some(&gate),
+            ..ctx.env()
+        };
         let mut fed = Vec::with_capacity(run.len());
         for m in run {
             if let Incoming::Text(mut buf) | Incoming::Binary(mut buf) = m {

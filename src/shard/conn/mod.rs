@@ -136,10 +136,11 @@ async fn serve_upgraded<S>(
         outbox: Outbox::default(),
         channels_seen: Vec::new(),
         claimed: false,
+        peer,
         profile_slot: 0,
         last_seen_write_ms: 0,
     };
-    glommio::spawn_local(Box::new(c).live(early, slot, peer)).detach();
+    glommio::spawn_local(Box::new(c).live(early, slot)).detach();
 }
 
 /// Spread of session-expiry closes: up to a tenth of the session, at most 5 minutes.
@@ -164,6 +165,8 @@ struct Conn<S> {
     channels_seen: Vec<String>,
     /// Whether this connection holds the presence of `session.identity()`.
     claimed: bool,
+    /// The client's address.
+    peer: SocketAddr,
     /// Metrics profile slot: 0 unauthenticated, 1 v1, 2 v2.
     profile_slot: usize,
     last_seen_write_ms: i64,
@@ -175,12 +178,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ///
     /// The connection is boxed: an async fn keeps its arguments beside its locals, so an
     /// unboxed `Conn` would be stored twice in the task.
-    async fn live(
-        mut self: Box<Self>,
-        early: super::ws::Read,
-        slot: super::limits::Slot,
-        peer: SocketAddr,
-    ) {
+    async fn live(mut self: Box<Self>, early: super::ws::Read, slot: super::limits::Slot) {
+        let peer = self.peer;
         let reason = self.run(early).await;
         let ctx = Rc::clone(&self.ctx);
         let conn_id = self.conn_id;
@@ -197,6 +196,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         for (_, reply) in self.held.drain(..) {
             let _ = reply.send(Err(DeliverError::Closed));
+        }
+        // A registration left pending belongs to this connection only: it goes with it.
+        if let Some(id) = self.session.pending_registration() {
+            let id = id.to_string();
+            ctx.shared.pending.release(&id);
+            if let Err(e) = ctx.shared.fleet.remove_registration(&id).await {
+                tracing::debug!(error = %e, "pending registration not removed");
+            }
         }
         ctx.remove_conn(conn_id);
         ctx.metrics.connection(Some(self.profile_slot), None);
