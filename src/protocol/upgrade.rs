@@ -156,17 +156,19 @@ pub fn parse(buf: &[u8], expected_path: &str) -> Result<Parsed, UpgradeError> {
             )))
         }
     };
+    // Anything but the WebSocket path (and the registration routes, recognised before this
+    // parser runs) is 404, whatever the method (PROTOCOL §9).
+    let target = req.path.unwrap_or("");
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if path != expected_path {
+        return Err(UpgradeError::new(404, "not_found", "unknown path"));
+    }
     if req.method != Some("GET") {
         return Err(UpgradeError::new(
             405,
             "method_not_allowed",
             "only GET is allowed",
         ));
-    }
-    let target = req.path.unwrap_or("");
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    if path != expected_path {
-        return Err(UpgradeError::new(404, "not_found", "unknown path"));
     }
     if req.version != Some(1) {
         return Err(UpgradeError::invalid("HTTP/1.1 is required"));
