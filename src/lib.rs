@@ -13,6 +13,7 @@
 //! | [`store`] | the fleet state interface ([`store::Fleet`]) and its embedded backend: fjall keyspaces, group commit, sweeps |
 //! | [`cluster`] | the fleet state in NATS JetStream (cluster mode, DESIGN §7), a second [`store::Fleet`] |
 //! | [`ops`] | the fleet operations behind the admin API: send, broadcast, status, list, revoke, events |
+//! | [`aegisflux`] | the drop-in for AegisFlux's gateway: commands from `websocket.messages`, agent messages out on `aegis.agent.<id>.<kind>` |
 //! | [`admin`] | admin HTTP/1.1 API: routes, bearer auth, typed validation, OpenAPI, SSE, per-IP limits |
 //! | [`router`] | agent→backend event batching for the event log |
 //! | [`tls`] | rustls server config for `wss://` and the admin API, reload on SIGHUP |
@@ -49,6 +50,7 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod aegisflux;
 pub mod cluster;
 pub mod config;
 pub mod crypto;

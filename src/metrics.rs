@@ -40,6 +40,14 @@ pub const DELIVERIES: &str = "aegis_gateway_deliveries_total";
 pub const NATS_CONNECTED: &str = "aegis_gateway_nats_connected";
 /// NATS connections lost.
 pub const NATS_DISCONNECTS: &str = "aegis_gateway_nats_disconnects_total";
+/// AegisFlux commands taken from `websocket.messages`, by status (queued, sent, duplicate).
+pub const AEGISFLUX_COMMANDS: &str = "aegis_gateway_aegisflux_commands_total";
+/// AegisFlux messages not taken, by reason.
+pub const AEGISFLUX_REJECTED: &str = "aegis_gateway_aegisflux_rejected_total";
+/// Agent messages published northbound on `aegis.agent.<id>.<kind>`.
+pub const AEGISFLUX_PUBLISHED: &str = "aegis_gateway_aegisflux_published_total";
+/// Agent messages not published northbound (buffer full, or the publish failed).
+pub const AEGISFLUX_DROPPED: &str = "aegis_gateway_aegisflux_dropped_total";
 /// Protocol errors by kind (PROTOCOL §7).
 pub const ERRORS: &str = "aegis_gateway_errors_total";
 /// Group-commit fsync latency.
@@ -189,6 +197,10 @@ pub const METRICS: &[MetricDef] = &[
     counter(ERRORS, "Protocol errors by kind and by who is at fault (blame)"),
     gauge(NATS_CONNECTED, "1 while the NATS client is connected"),
     counter(NATS_DISCONNECTS, "NATS connections lost"),
+    counter(AEGISFLUX_COMMANDS, "AegisFlux commands taken, by status"),
+    counter(AEGISFLUX_REJECTED, "AegisFlux messages not taken, by reason"),
+    counter(AEGISFLUX_PUBLISHED, "Agent messages published to AegisFlux"),
+    counter(AEGISFLUX_DROPPED, "Agent messages not published to AegisFlux (buffer full or publish failed)"),
     seconds(FSYNC_SECONDS, "Group-commit fsync latency"),
     counter(ENQUEUES, "Durable command enqueues"),
     counter(REJECTED_CONNECTIONS, "Connections refused before upgrade by reason"),

@@ -203,7 +203,13 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
             source,
         }
     })?;
-    let gateway = Gateway::start(config, Arc::clone(&fleet), key)?;
+    let (aegisflux, northbound) = if config.nats.enabled() {
+        let (link, nb) = crate::aegisflux::Link::connect(&config)?;
+        (Some(link), Some(nb))
+    } else {
+        (None, None)
+    };
+    let gateway = Gateway::start(config, Arc::clone(&fleet), key, northbound)?;
     if let Some(c) = &cluster {
         c.attach(gateway.handle());
     }
@@ -213,6 +219,9 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         fleet,
         config: admin_cfg.clone(),
         ready: Arc::clone(&ready),
+        on_start: std::sync::Mutex::new(
+            aegisflux.map(|link| Box::new(move |ops| link.start(ops)) as crate::ops::StartHook),
+        ),
     };
     let admin_tls = if admin_cfg.admin_tls {
         gateway.tls.clone()

@@ -26,7 +26,8 @@ mod registry;
 mod scan;
 mod setup;
 
-pub use setup::SetupError;
+pub use bridge::Bridge;
+pub use setup::{connect_client, SetupError};
 
 use crate::config::Config;
 use crate::shard::GatewayHandle;
@@ -35,7 +36,6 @@ use crate::store::{
     AgentRecord, Command, DeliverError, EventRecord, Fault, Fleet, MessageStatus, NewMessage,
     QueueError, QueuedMessage, Registration, SessionInfo, StoreError, StoredEvent,
 };
-use bridge::Bridge;
 use presence::Local;
 use setup::Nats;
 use std::sync::Arc;

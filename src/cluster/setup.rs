@@ -168,6 +168,14 @@ async fn connect(
     Ok(client)
 }
 
+/// A client of its own with the same servers, credentials and TLS (the AegisFlux
+/// integration's, `role` naming it to the servers).
+pub async fn connect_client(n: &NatsConfig, role: &str) -> Result<async_nats::Client, SetupError> {
+    let mut named = n.clone();
+    named.node_id = format!("{}/{role}", n.node_id);
+    connect(&named, Arc::new(AtomicBool::new(false))).await
+}
+
 /// Connects and prepares every stream and bucket (creating the missing ones with
 /// `NATS_REPLICAS` replicas and file storage); warns about unsafe servers and settings.
 pub async fn open(config: &Config) -> Result<Nats, SetupError> {

@@ -71,6 +71,17 @@ impl GatewayBackend {
         id: &str,
         req: SendRequest,
     ) -> Result<SendResponse, ApiError> {
+        self.send_command(id, req, None).await
+    }
+
+    /// A `send` whose message id the caller chose (AegisFlux's `id`): the same id sent twice
+    /// to the same agent is one command, and the second answer is `duplicate`.
+    pub async fn send_command(
+        &self,
+        id: &str,
+        req: SendRequest,
+        message_id: Option<String>,
+    ) -> Result<SendResponse, ApiError> {
         let rec = self.resolve(id).await?;
         let uid = rec.agent_uid.clone();
         let (kind, msg_type) = (req.kind, req.message_type);
@@ -83,13 +94,16 @@ impl GatewayBackend {
             }
         }
         let payload = serde_json::to_string(&req.message).map_err(internal)?;
-        let new = self.new_message(
+        let mut new = self.new_message(
             kind,
             msg_type,
             payload,
             req.priority,
             self.ttl_s(req.ttl_seconds),
         );
+        if let Some(mid) = message_id {
+            new.message_id = mid;
+        }
         // Answered only once the command is durable; refused (and never delivered) otherwise.
         let queued = match self
             .fleet
@@ -104,7 +118,13 @@ impl GatewayBackend {
                 ))
             }
             Err(QueueError::Store(e)) => return Err(store_error(&*self.fleet, &e, NOT_QUEUED)),
-            Err(e) => return Err(internal(e)),
+            Err(QueueError::Duplicate) => {
+                return Ok(SendResponse {
+                    message_id: new.message_id,
+                    status: "duplicate".to_string(),
+                    error: None,
+                })
+            }
         };
         metrics::counter!(crate::metrics::ENQUEUES).increment(1);
         let status = match self

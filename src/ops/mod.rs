@@ -42,7 +42,13 @@ pub struct GatewayBackend {
     pub config: Config,
     /// Cleared when the gateway starts draining.
     pub ready: Arc<AtomicBool>,
+    /// Run once on the admin executor at start, beside the sweep: work that calls these
+    /// operations from elsewhere (the AegisFlux command subscription, `crate::aegisflux`).
+    pub on_start: std::sync::Mutex<Option<StartHook>>,
 }
+
+/// A task started with the operations (see [`GatewayBackend::on_start`]).
+pub type StartHook = Box<dyn FnOnce(Rc<GatewayBackend>) + Send>;
 
 /// How often the maintenance sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -149,6 +155,14 @@ impl GatewayBackend {
 
 impl Backend for GatewayBackend {
     fn on_start(self: &Rc<Self>) {
+        let hook = self
+            .on_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hook) = hook {
+            hook(Rc::clone(self));
+        }
         let me = Rc::clone(self);
         rt::spawn(async move {
             loop {

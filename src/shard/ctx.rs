@@ -80,6 +80,9 @@ impl ShardCtx {
     /// Queues an event for the event stream; the batch is appended at the end of this scheduler
     /// round (or at once when full).
     pub fn record_event(self: &Rc<Self>, ev: crate::store::EventRecord) {
+        if let Some(nb) = &self.shared.northbound {
+            nb.offer_event(&ev);
+        }
         if self.events.push(ev) {
             self.flush_events();
         } else if !self.events_scheduled.replace(true) {

@@ -66,6 +66,8 @@ pub struct Shared {
     pub connect_limiter: Option<Mutex<limits::ConnectLimiter>>,
     /// `wss://` configuration, when a certificate is configured.
     pub tls: Option<Arc<TlsConfig>>,
+    /// Agent messages to AegisFlux (with `NATS_URL`), offered without waiting.
+    pub northbound: Option<crate::aegisflux::Northbound>,
 }
 
 /// Errors starting the gateway.
@@ -113,11 +115,13 @@ pub fn owner_of(id: &str, shards: usize) -> usize {
 }
 
 impl Gateway {
-    /// Starts `shards` executors serving agents on the configured address.
+    /// Starts `shards` executors serving agents on the configured address; verified agent
+    /// messages are also offered to `northbound` when given.
     pub fn start(
         config: Config,
         fleet: Arc<dyn Fleet>,
         key: SigningKey,
+        northbound: Option<crate::aegisflux::Northbound>,
     ) -> Result<Gateway, StartError> {
         let shards = config
             .shards
@@ -146,6 +150,7 @@ impl Gateway {
             connect_limiter: limits::ConnectLimiter::from_config(&config_for_limits)
                 .map(Mutex::new),
             tls: tls.clone(),
+            northbound,
         });
         let (handle, control_rxs) = control::channels(shards);
         let mesh = glommio::channels::channel_mesh::MeshBuilder::full(shards, 1024);

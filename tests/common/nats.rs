@@ -198,3 +198,86 @@ pub fn admin(
         body.as_deref(),
     )
 }
+
+/// A NATS client for the test itself (AegisFlux's side): its connection runs on a tokio
+/// runtime driven by a thread of its own; the test blocks on each call, bounded by [`WAIT`].
+pub struct NatsClient {
+    pub client: async_nats::Client,
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl NatsClient {
+    pub fn connect(url: &str) -> NatsClient {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                let _ = stopped.await;
+            })
+        });
+        let url = url.to_string();
+        let client = handle
+            .block_on(async move { async_nats::connect(url).await })
+            .expect("the test connects to nats-server");
+        NatsClient {
+            client,
+            handle,
+            stop: Some(stop),
+        }
+    }
+
+    /// Publishes and flushes.
+    pub fn publish(&self, subject: &str, payload: &[u8]) {
+        let (c, s, p) = (self.client.clone(), subject.to_string(), payload.to_vec());
+        self.handle.block_on(async move {
+            c.publish(s, p.into()).await.unwrap();
+            c.flush().await.unwrap();
+        });
+    }
+
+    /// A request (publish with a reply subject); the reply's payload.
+    pub fn request(&self, subject: &str, payload: &[u8]) -> Vec<u8> {
+        let (c, s, p) = (self.client.clone(), subject.to_string(), payload.to_vec());
+        self.handle.block_on(async move {
+            let m = tokio::time::timeout(WAIT, c.request(s, p.into()))
+                .await
+                .expect("a reply in time")
+                .expect("a reply");
+            m.payload.to_vec()
+        })
+    }
+
+    /// Subscribes (and flushes, so the subscription is in place before the call returns).
+    pub fn subscribe(&self, subject: &str) -> async_nats::Subscriber {
+        let (c, s) = (self.client.clone(), subject.to_string());
+        self.handle.block_on(async move {
+            let sub = c.subscribe(s).await.unwrap();
+            c.flush().await.unwrap();
+            sub
+        })
+    }
+
+    /// The next message of `sub` within `limit`, or `None`.
+    pub fn next(
+        &self,
+        sub: &mut async_nats::Subscriber,
+        limit: std::time::Duration,
+    ) -> Option<async_nats::Message> {
+        use futures_util::StreamExt;
+        self.handle
+            .block_on(async move { tokio::time::timeout(limit, sub.next()).await.ok().flatten() })
+    }
+}
+
+impl Drop for NatsClient {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}

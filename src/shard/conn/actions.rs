@@ -86,6 +86,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.ctx
                         .metrics
                         .message_in(Some(AgentKind::Heartbeat), false);
+                    if let Some(nb) = &self.ctx.shared.northbound {
+                        if self.session.is_registered() {
+                            nb.offer_heartbeat(
+                                self.session.identity(),
+                                crate::shard::now_ms() / 1000,
+                            );
+                        }
+                    }
                     self.touch_last_seen().await;
                 }
                 Action::Inbound {
