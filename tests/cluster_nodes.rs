@@ -50,7 +50,10 @@ fn two_nodes_serve_one_fleet() {
         }
     });
 
-    // An agent event sent on A shows on B's event stream.
+    // An agent event sent on A shows on B's event stream, and northbound on NATS (JetStream,
+    // so core subscribers see it too) with the agent's host_id.
+    let af = NatsClient::connect(&nats.url());
+    let mut northbound = af.subscribe(&format!("aegis.agent.{uid}.threats"));
     let channel = format!("agent.{uid}.threats");
     ca.send(
         &agent
@@ -67,6 +70,10 @@ fn two_nodes_serve_one_fleet() {
     let got = read_events(&mut events, 1);
     assert_eq!(got[0].1["channel"], channel.as_str(), "{got:?}");
     assert_eq!(got[0].1["body"]["threat"], "x", "{got:?}");
+    let m = af.next(&mut northbound, WAIT).expect("the event northbound");
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(v["host_id"], "host-cluster", "{v}");
+    assert_eq!(v["body"]["threat"], "x", "{v}");
 
     // Reconnect through B: the uid, token and key hold; A's connection is replaced (4010).
     agent.reset_session();

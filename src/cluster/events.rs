@@ -65,13 +65,46 @@ impl AgentMessage {
     }
 }
 
+/// Host ids remembered (the map is cleared when it reaches this size).
+const HOST_CACHE: usize = 100_000;
+
+/// The host_id of agent `uid` (empty when it has none): one read of the agents bucket per uid,
+/// then remembered (a host_id does not change while the uid lives).
+async fn host_id(n: &Nats, uid: &str) -> String {
+    let cached = n
+        .host_ids
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(uid)
+        .cloned();
+    if let Some(h) = cached {
+        return h;
+    }
+    let host = match super::registry::get_agent(n, uid).await {
+        Ok(Some(rec)) => rec.host_id,
+        Ok(None) => String::new(),
+        // Not remembered: the next event asks again.
+        Err(_) => return String::new(),
+    };
+    let mut cache = n
+        .host_ids
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= HOST_CACHE {
+        cache.clear();
+    }
+    cache.insert(uid.to_string(), host.clone());
+    host
+}
+
 /// Publishes events (all in flight at once) and waits for their acknowledgements.
 pub async fn append(n: &Nats, events: Vec<EventRecord>) -> Result<(), StoreError> {
     let mut acks = Vec::with_capacity(events.len());
     for record in events {
         let ev = record.decode()?;
         let subject = names::event_subject(&ev.channel);
-        let msg = AgentMessage::of(ev, String::new());
+        let host = host_id(n, &ev.agent_uid).await;
+        let msg = AgentMessage::of(ev, host);
         let payload = serde_json::to_vec(&msg).map_err(|source| StoreError::Encode {
             what: "event",
             source,

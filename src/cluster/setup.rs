@@ -75,6 +75,8 @@ pub struct Nats {
     pub run: u64,
     /// Whether the client is connected now (kept by its event callback).
     pub connected: Arc<AtomicBool>,
+    /// uid → host_id, for the events published northbound (see `events::append`).
+    pub host_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn jetstream_error(
@@ -252,6 +254,7 @@ pub async fn open(config: &Config) -> Result<Nats, SetupError> {
         node_id: n.node_id.clone(),
         run: u64::from_le_bytes(crate::crypto::random::bytes::<8>()) >> 11,
         connected,
+        host_ids: std::sync::Mutex::default(),
     })
 }
 
