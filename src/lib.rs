@@ -15,7 +15,7 @@
 //! | [`ops`] | the fleet operations behind the admin API: send, broadcast, status, list, revoke, events |
 //! | [`aegisflux`] | the drop-in for AegisFlux's gateway: commands from `websocket.messages`, agent messages out on `aegis.agent.<id>.<kind>` |
 //! | [`admin`] | admin HTTP/1.1 API: routes, bearer auth, typed validation, OpenAPI, SSE, per-IP limits |
-//! | [`router`] | agent→backend event batching for the event log |
+//! | [`router`] | agent→backend routing: event batching for the event log, the hand-off to AegisFlux's publisher |
 //! | [`tls`] | rustls server config for `wss://` and the admin API, reload on SIGHUP |
 //! | [`config`] | one `Config`: defaults, env vars, flags, `validate()` |
 //! | [`server`] | wiring for `serve` and tests: keys, store or cluster, shards, admin |

@@ -247,6 +247,11 @@ fn nats_unreachable_refuses_commands_keeps_agents_and_recovers() {
     eventually("/readyz turns 503", WAIT, || {
         http(node.admin_addr, "GET", "/readyz", None, None).0 == 503
     });
+    let (_, ready) = http_json(node.admin_addr, "GET", "/readyz", None, None);
+    assert_eq!(
+        ready["status"], "storage_unavailable",
+        "not draining: {ready}"
+    );
     let (code, r) = admin(
         &node,
         "POST",

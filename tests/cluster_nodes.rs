@@ -70,7 +70,9 @@ fn two_nodes_serve_one_fleet() {
     let got = read_events(&mut events, 1);
     assert_eq!(got[0].1["channel"], channel.as_str(), "{got:?}");
     assert_eq!(got[0].1["body"]["threat"], "x", "{got:?}");
-    let m = af.next(&mut northbound, WAIT).expect("the event northbound");
+    let m = af
+        .next(&mut northbound, WAIT)
+        .expect("the event northbound");
     let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
     assert_eq!(v["host_id"], "host-cluster", "{v}");
     assert_eq!(v["body"]["threat"], "x", "{v}");

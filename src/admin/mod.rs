@@ -77,8 +77,12 @@ pub trait Backend: 'static {
     /// Called once on the admin executor before the first request (the gateway's backend
     /// starts its periodic maintenance there). Default: nothing.
     fn on_start(self: &Rc<Self>) {}
-    /// `/readyz`: `200 {"status":"ready"}` when true, else `503 {"status":"draining"}`.
+    /// `/readyz`: `200 {"status":"ready"}` when true, else `503 {"status": not_ready()}`.
     fn ready(&self) -> bool;
+    /// Why `ready` is false: `draining` (default) or `storage_unavailable`.
+    fn not_ready(&self) -> &'static str {
+        "draining"
+    }
     /// The `/metrics` body (Prometheus text format 0.0.4).
     fn metrics_text(&self) -> String;
     /// `GET /api/v1/agents/{id}/status`; `id` is a uid or a host id.

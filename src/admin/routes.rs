@@ -329,7 +329,7 @@ async fn run<B: Backend>(
         Route::Readyz if backend.ready() => ok(&serde_json::json!({"status": "ready"})),
         Route::Readyz => Ok(Response::json(
             503,
-            &serde_json::json!({"status": "draining"}),
+            &serde_json::json!({"status": backend.not_ready()}),
         )),
         Route::Events => Err(ApiError::internal(
             "the event stream is not a plain response",

@@ -10,78 +10,13 @@
 //! (`crate::cluster::events`), so only heartbeats go through here.
 
 use crate::cluster::events::AgentMessage;
-use crate::store::{EventRecord, Fleet};
+pub use crate::router::northbound::{Northbound, Outgoing, Receiver, BUFFER};
+use crate::store::Fleet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Messages buffered between the shards and the publisher; past it they are dropped.
-pub const BUFFER: usize = 16_384;
-
 /// Host ids remembered by the publisher (cleared when full).
 const HOST_CACHE: usize = 100_000;
-
-/// What a shard hands to the publisher.
-#[derive(Debug)]
-pub enum Outgoing {
-    /// A verified agent message, as recorded for the event log.
-    Event(EventRecord),
-    /// A verified heartbeat of agent `uid` at `at` (Unix s).
-    Heartbeat {
-        /// The agent.
-        uid: String,
-        /// When it arrived.
-        at: i64,
-    },
-}
-
-/// The shards' side: cheap to clone, usable from any thread.
-#[derive(Debug, Clone)]
-pub struct Northbound {
-    tx: tokio::sync::mpsc::Sender<Outgoing>,
-    events: bool,
-    heartbeats: bool,
-}
-
-/// The publisher's side, handed to [`publish`].
-pub type Receiver = tokio::sync::mpsc::Receiver<Outgoing>;
-
-impl Northbound {
-    /// A buffer of `capacity` messages; `events`/`heartbeats` say what is offered.
-    pub fn new(events: bool, heartbeats: bool, capacity: usize) -> (Northbound, Receiver) {
-        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        (
-            Northbound {
-                tx,
-                events,
-                heartbeats,
-            },
-            rx,
-        )
-    }
-
-    /// Offers a verified agent message (copied only when events are published).
-    pub fn offer_event(&self, ev: &EventRecord) {
-        if self.events {
-            self.offer(Outgoing::Event(ev.clone()));
-        }
-    }
-
-    /// Offers a heartbeat (when heartbeats are published).
-    pub fn offer_heartbeat(&self, uid: &str, at: i64) {
-        if self.heartbeats {
-            self.offer(Outgoing::Heartbeat {
-                uid: uid.to_string(),
-                at,
-            });
-        }
-    }
-
-    fn offer(&self, out: Outgoing) {
-        if self.tx.try_send(out).is_err() {
-            metrics::counter!(crate::metrics::AEGISFLUX_DROPPED).increment(1);
-        }
-    }
-}
 
 /// The JSON published for `out`, and its subject; `None` for an event that does not decode.
 fn message(out: Outgoing) -> Option<AgentMessage> {

@@ -43,7 +43,7 @@ pub struct GatewayBackend {
     /// Cleared when the gateway starts draining.
     pub ready: Arc<AtomicBool>,
     /// Run once on the admin executor at start, beside the sweep: work that calls these
-    /// operations from elsewhere (the AegisFlux command subscription, `crate::aegisflux`).
+    /// operations from elsewhere (the AegisFlux command subscription).
     pub on_start: std::sync::Mutex<Option<StartHook>>,
 }
 
@@ -174,6 +174,14 @@ impl Backend for GatewayBackend {
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && self.fleet.reachable()
+    }
+
+    fn not_ready(&self) -> &'static str {
+        if self.ready.load(Ordering::Acquire) {
+            "storage_unavailable"
+        } else {
+            "draining"
+        }
     }
 
     fn metrics_text(&self) -> String {

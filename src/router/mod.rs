@@ -6,6 +6,8 @@
 //! store costs one journal write per round, not per message. Heartbeats only update
 //! `last_seen`, at a bounded rate (see `shard::conn`).
 
+pub mod northbound;
+
 use crate::protocol::envelope::MsgType;
 use crate::store::EventRecord;
 use std::cell::RefCell;

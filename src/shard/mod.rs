@@ -67,7 +67,7 @@ pub struct Shared {
     /// `wss://` configuration, when a certificate is configured.
     pub tls: Option<Arc<TlsConfig>>,
     /// Agent messages to AegisFlux (with `NATS_URL`), offered without waiting.
-    pub northbound: Option<crate::aegisflux::Northbound>,
+    pub northbound: Option<crate::router::northbound::Northbound>,
 }
 
 /// Errors starting the gateway.
@@ -121,7 +121,7 @@ impl Gateway {
         config: Config,
         fleet: Arc<dyn Fleet>,
         key: SigningKey,
-        northbound: Option<crate::aegisflux::Northbound>,
+        northbound: Option<crate::router::northbound::Northbound>,
     ) -> Result<Gateway, StartError> {
         let shards = config
             .shards

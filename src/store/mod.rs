@@ -1,7 +1,7 @@
 //! The fleet state: the interface every other module uses ([`Fleet`], in [`fleet`]) and its
 //! single-node backend, the embedded fjall [`Store`] (this module and its files): agents, their
 //! host index, pending registrations, the durable command queue with delivery status, channels,
-//! the event log, and group commit. The cluster backend (NATS JetStream) is `crate::cluster`.
+//! the event log, and group commit. The cluster backend (NATS JetStream) is `src/cluster/`.
 //!
 //! One [`Store`] is opened per process and cloned into every shard (`Clone + Send + Sync`, an
 //! `Arc` inside). Writes go to fjall's journal and OS buffers at once (cheap, no fsync);
