@@ -190,3 +190,20 @@ fn sysctl_limits_and_unit_agree() {
         "soft and hard memlock"
     );
 }
+
+#[test]
+fn the_nats_example_is_a_valid_three_node_jetstream_config() {
+    let conf = read("nats/nats-server.conf");
+    assert!(conf.contains("sync_interval: always"), "fsync before ack");
+    assert_eq!(conf.matches("nats-route://").count(), 3, "three servers");
+    // The server itself parses it (`-t`: test the configuration and exit).
+    let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+    let out = Command::new(bin)
+        .args(["-t", "-c"])
+        .arg(tuning("nats/nats-server.conf"))
+        .output()
+        .expect("nats-server runs (.ci/run installs it, or set NATS_SERVER)");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("is valid"), "{text}");
+}
