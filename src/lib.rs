@@ -16,6 +16,7 @@
 //! | [`aegisflux`] | the drop-in for AegisFlux's gateway: commands from `websocket.messages`, agent messages out on `aegis.agent.<id>.<kind>` |
 //! | [`admin`] | admin HTTP/1.1 API: routes, bearer auth, typed validation, OpenAPI, SSE, per-IP limits |
 //! | [`router`] | agent→backend routing: event batching for the event log, the hand-off to AegisFlux's publisher |
+//! | [`handover`] | restarts that refuse no dial: systemd socket activation, listening sockets handed to a successor |
 //! | [`tls`] | rustls server config for `wss://` and the admin API, reload on SIGHUP |
 //! | [`config`] | one `Config`: defaults, env vars, flags, `validate()` |
 //! | [`server`] | wiring for `serve` and tests: keys, store or cluster, shards, admin |
@@ -54,6 +55,7 @@ pub mod aegisflux;
 pub mod cluster;
 pub mod config;
 pub mod crypto;
+pub mod handover;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use aegis_gateway::config::{Config, ConfigArgs};
-use aegis_gateway::{crypto, server, telemetry};
+use aegis_gateway::{crypto, handover, server, telemetry};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,7 +25,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the gateway (configuration from env vars, overridden by flags).
-    Serve(ConfigArgs),
+    Serve {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Take the listening sockets over from the gateway running on the same DATA_DIR
+        /// (an upgrade or restart that refuses no dial); it then drains and exits. Without a
+        /// running gateway, start normally.
+        #[arg(long)]
+        takeover: bool,
+    },
     /// Write an Ed25519 key pair (`private.pem`, `public.pem`) into a directory.
     Keygen {
         /// Output directory.
@@ -45,6 +53,38 @@ enum Cmd {
 
 fn load_config(args: &ConfigArgs) -> Result<Config, aegis_gateway::config::ConfigErrors> {
     Config::load(args.overrides())
+}
+
+/// How long a successor waits for its predecessor to drain and close the store.
+const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The sockets to serve on: systemd's (socket activation), or the running gateway's with
+/// `--takeover` (waiting until it closed the store), or none (bind them).
+fn inherited_listeners(config: &Config, takeover: bool) -> anyhow::Result<handover::Listeners> {
+    if let Some(l) = handover::from_systemd().context("taking systemd's sockets (LISTEN_FDS)")? {
+        tracing::info!(
+            agent = l.agent.len(),
+            admin = l.admin.is_some(),
+            "socket-activated"
+        );
+        return Ok(l);
+    }
+    if !takeover {
+        return Ok(handover::Listeners::default());
+    }
+    match handover::take(&config.data_dir) {
+        Ok((listeners, predecessor)) => {
+            tracing::info!("took the listening sockets over; waiting for the predecessor to drain");
+            predecessor
+                .wait_released(PREDECESSOR_WAIT)
+                .context("waiting for the predecessor to release the store")?;
+            Ok(listeners)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "--takeover: nothing to take over; starting normally");
+            Ok(handover::Listeners::default())
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,7 +116,7 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         },
-        Cmd::Serve(args) => {
+        Cmd::Serve { args, takeover } => {
             let config = match load_config(&args) {
                 Ok(c) => c,
                 Err(errors) => {
@@ -92,7 +132,23 @@ fn main() -> anyhow::Result<()> {
                 .map(|l| l.split("  #").next().unwrap_or(l).trim().to_string())
                 .collect();
             tracing::info!(config = %summary.join(" "), "effective configuration");
-            let running = server::start(config.clone()).context("starting the gateway")?;
+            let listeners = inherited_listeners(&config, takeover)?;
+            let running =
+                server::start_on(config.clone(), listeners).context("starting the gateway")?;
+            let fds = running
+                .listeners()
+                .context("duplicating the listening sockets")?;
+            let offer = handover::offer(&config.data_dir, move || {
+                Ok(handover::Listeners {
+                    agent: fds
+                        .agent
+                        .iter()
+                        .map(|f| f.try_clone())
+                        .collect::<Result<_, _>>()?,
+                    admin: fds.admin.as_ref().map(|f| f.try_clone()).transpose()?,
+                })
+            })
+            .context("offering the listening sockets for a hand-over")?;
             tracing::info!(
                 agent_addr = %running.agent_addr,
                 admin_addr = %running.admin_addr,
@@ -120,8 +176,14 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
-            tracing::info!("signal received: draining");
+            if offer.taken() {
+                tracing::info!("handed over to a successor: draining");
+            } else {
+                tracing::info!("signal received: draining");
+            }
             running.shutdown();
+            // The store is closed: the successor may open it.
+            offer.release();
             tracing::info!("stopped");
             Ok(())
         }

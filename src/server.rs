@@ -131,6 +131,17 @@ impl Running {
         self.gateway.handle()
     }
 
+    /// Duplicates of the listening sockets, for a successor (`crate::handover`).
+    ///
+    /// # Errors
+    /// Out of file descriptors.
+    pub fn listeners(&self) -> std::io::Result<crate::handover::Listeners> {
+        Ok(crate::handover::Listeners {
+            agent: self.gateway.listener_fds()?,
+            admin: Some(self.admin.listener_fd()?),
+        })
+    }
+
     /// Reloads the TLS certificate and key from their files (SIGHUP): new connections use them,
     /// existing connections keep their session. On error the current certificate stays.
     pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
@@ -159,6 +170,15 @@ impl Running {
 
 /// Opens the store, loads keys and starts the shards.
 pub fn start(config: Config) -> Result<Running, ServeError> {
+    start_on(config, crate::handover::Listeners::default())
+}
+
+/// [`start`] on inherited listening sockets (socket activation or a hand-over; those not
+/// given are bound).
+pub fn start_on(
+    config: Config,
+    listeners: crate::handover::Listeners,
+) -> Result<Running, ServeError> {
     // Before anything records: handles taken before the recorder exists record into nothing
     // (the store's fsync histogram, say).
     crate::metrics::install();
@@ -196,20 +216,24 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         Some(c) => Arc::clone(c) as Arc<dyn Fleet>,
         None => Arc::new(store.clone()),
     };
-    // A second gateway on our admin address fails before its agent listener starts serving.
-    crate::shard::rt::claim(admin_cfg.admin_addr).map_err(|source| {
-        crate::admin::StartError::Bind {
-            addr: admin_cfg.admin_addr,
-            source,
-        }
-    })?;
+    // The admin socket first: a second gateway on our admin address fails before its agent
+    // listener serves anything.
+    let admin_socket = match listeners.admin {
+        Some(fd) => fd,
+        None => crate::shard::rt::listen_exclusive(admin_cfg.admin_addr)
+            .map_err(|source| crate::admin::StartError::Bind {
+                addr: admin_cfg.admin_addr,
+                source,
+            })?
+            .into(),
+    };
     let (aegisflux, northbound) = if config.nats.enabled() {
         let (link, nb) = crate::aegisflux::Link::connect(&config)?;
         (Some(link), Some(nb))
     } else {
         (None, None)
     };
-    let gateway = Gateway::start(config, Arc::clone(&fleet), key, northbound)?;
+    let gateway = Gateway::start(config, Arc::clone(&fleet), key, northbound, listeners.agent)?;
     if let Some(c) = &cluster {
         c.attach(gateway.handle());
     }
@@ -228,7 +252,13 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
     } else {
         None
     };
-    let admin = crate::admin::Service::start(admin_cfg.admin_addr, token, backend, admin_tls)?;
+    let admin = crate::admin::Service::start(
+        admin_cfg.admin_addr,
+        token,
+        backend,
+        admin_tls,
+        Some(admin_socket),
+    )?;
     ready.store(true, Ordering::Release);
     metrics::gauge!(crate::metrics::READY).set(1.0);
     Ok(Running {

@@ -2,6 +2,7 @@
 //! and the env file, sysctl file, limits and systemd unit stay consistent with the code and each
 //! other. (The Prometheus rules and the Grafana dashboard are checked in `tuning_monitoring.rs`.)
 
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -197,8 +198,7 @@ fn the_nats_example_is_a_valid_three_node_jetstream_config() {
     assert!(conf.contains("sync_interval: always"), "fsync before ack");
     assert_eq!(conf.matches("nats-route://").count(), 3, "three servers");
     // The server itself parses it (`-t`: test the configuration and exit).
-    let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-    let out = Command::new(bin)
+    let out = Command::new(common::nats_server_bin())
         .args(["-t", "-c"])
         .arg(tuning("nats/nats-server.conf"))
         .output()

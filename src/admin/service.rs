@@ -35,28 +35,31 @@ pub struct Service {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// The listening socket (a duplicate), to hand to a successor.
+    listener: std::os::fd::OwnedFd,
 }
 
 impl Service {
-    /// Binds `addr` and serves the admin API with `backend` until [`Service::stop`]. The backend
-    /// is moved to the admin thread; its [`Backend::on_start`] runs there once, before the first
-    /// request.
+    /// Binds `addr` (or serves on `inherited`, a listening socket handed over) and serves the
+    /// admin API with `backend` until [`Service::stop`]. The backend is moved to the admin
+    /// thread; its [`Backend::on_start`] runs there once, before the first request.
     pub fn start<B: Backend + Send>(
         addr: SocketAddr,
         token: String,
         backend: B,
         tls: Option<Arc<TlsConfig>>,
+        inherited: Option<std::os::fd::OwnedFd>,
     ) -> Result<Service, StartError> {
+        let bind = |source| StartError::Bind { addr, source };
+        let socket = match inherited {
+            Some(fd) => socket2::Socket::from(fd),
+            None => rt::listen_exclusive(addr).map_err(bind)?,
+        };
+        let listener_fd = socket.try_clone().map_err(bind)?.into();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, StartError>>();
         let thread = rt::start_thread("admin", move || async move {
-            let listener = match rt::listen_exclusive(addr) {
-                Ok(l) => l,
-                Err(source) => {
-                    let _ = ready_tx.send(Err(StartError::Bind { addr, source }));
-                    return;
-                }
-            };
+            let listener = rt::listener_from(socket);
             let local = listener.local_addr().unwrap_or(addr);
             let backend = Rc::new(backend);
             backend.on_start();
@@ -72,7 +75,16 @@ impl Service {
             addr,
             stop: Some(stop_tx),
             thread: Some(thread),
+            listener: listener_fd,
         })
+    }
+
+    /// A duplicate of the listening socket (for a hand-over to a successor process).
+    ///
+    /// # Errors
+    /// Out of file descriptors.
+    pub fn listener_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.listener.try_clone()
     }
 
     /// Stops serving and waits for the executor to exit.

@@ -5,7 +5,6 @@ use super::control::Control;
 use super::ctx::ShardCtx;
 use super::mesh::MeshMsg;
 use super::register_http;
-use super::socket::{self, Buffers};
 use super::sys::OwnedSocket;
 use super::{owner_of, Shared};
 use crate::protocol::register_http as reg;
@@ -30,7 +29,7 @@ pub(super) async fn run_shard(
     id: usize,
     shared: Arc<Shared>,
     mesh: MeshBuilder<MeshMsg, Full>,
-    addr: SocketAddr,
+    listener: socket2::Socket,
     control_rx: mpsc::UnboundedReceiver<Control>,
     ready: std::sync::mpsc::Sender<Result<(), super::StartError>>,
 ) {
@@ -41,18 +40,8 @@ pub(super) async fn run_shard(
         }));
         return;
     };
-    let c = &shared.config;
-    let buffers = Buffers {
-        recv: c.ws_read_buffer_size,
-        send: c.ws_write_buffer_size,
-    };
-    let listener = match socket::listening(addr, true, buffers) {
-        Ok(s) => super::sys::into_listener(s),
-        Err(source) => {
-            let _ = ready.send(Err(super::StartError::Bind { addr, source }));
-            return;
-        }
-    };
+    let addr = super::socket::address_of(&listener).ok();
+    let listener = super::sys::into_listener(listener);
     let ctx = ShardCtx::new(id, shared, senders);
     for (_, rx) in receivers.streams() {
         let ctx = Rc::clone(&ctx);
@@ -80,7 +69,7 @@ pub(super) async fn run_shard(
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     glommio::spawn_local(control_loop(Rc::clone(&ctx), control_rx, stop_tx)).detach();
     let _ = ready.send(Ok(()));
-    tracing::debug!(shard = id, %addr, "shard listening");
+    tracing::debug!(shard = id, ?addr, "shard listening");
     accept_loop(&ctx, listener, stop_rx).await;
     ctx.draining.set(true);
     ctx.drain_all();

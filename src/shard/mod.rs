@@ -27,7 +27,7 @@ mod ws;
 
 pub use echo::run_echo;
 
-pub use sys::{block_termination_signals, wait_for_termination, SIGHUP};
+pub use sys::{block_termination_signals, systemd_fds, wait_for_termination, SIGHUP};
 
 pub use crate::store::{Command, DeliverError, SessionInfo};
 pub use control::{GatewayHandle, ShardStats};
@@ -102,6 +102,8 @@ pub struct Gateway {
     pub tls: Option<Arc<TlsConfig>>,
     handle: GatewayHandle,
     threads: Vec<JoinHandle<()>>,
+    /// The agent listening sockets (duplicates), to hand to a successor.
+    listeners: Vec<std::os::fd::OwnedFd>,
 }
 
 /// The owner shard of a canonical identity (FNV-1a 64, fixed, documented).
@@ -115,13 +117,16 @@ pub fn owner_of(id: &str, shards: usize) -> usize {
 }
 
 impl Gateway {
-    /// Starts `shards` executors serving agents on the configured address; verified agent
-    /// messages are also offered to `northbound` when given.
+    /// Starts `shards` executors serving agents on the configured address, or on `inherited`
+    /// listening sockets when given (systemd socket activation, or a hand-over from the
+    /// gateway this one replaces: `crate::handover`); verified agent messages are also offered
+    /// to `northbound` when given.
     pub fn start(
         config: Config,
         fleet: Arc<dyn Fleet>,
         key: SigningKey,
         northbound: Option<crate::router::northbound::Northbound>,
+        inherited: Vec<std::os::fd::OwnedFd>,
     ) -> Result<Gateway, StartError> {
         let shards = config
             .shards
@@ -133,11 +138,37 @@ impl Gateway {
             None => None,
         };
         let config_for_limits = config.clone();
-        let (reservation, agent_addr) =
-            socket::reserve_shared(config.websocket_addr).map_err(|source| StartError::Bind {
-                addr: config.websocket_addr,
-                source,
-            })?;
+        let configured = config.websocket_addr;
+        let bind_error = move |source| StartError::Bind {
+            addr: configured,
+            source,
+        };
+        let buffers = socket::Buffers {
+            recv: config.ws_read_buffer_size,
+            send: config.ws_write_buffer_size,
+        };
+        // Every listening socket exists before any shard starts: bound here (one per shard,
+        // SO_REUSEPORT, on an address claimed for this process), or inherited.
+        let (sockets, agent_addr) = if inherited.is_empty() {
+            let (reservation, addr) =
+                socket::reserve_shared(config.websocket_addr).map_err(bind_error)?;
+            let sockets = (0..shards)
+                .map(|_| socket::listening(addr, true, buffers))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bind_error)?;
+            drop(reservation);
+            (sockets, addr)
+        } else {
+            let sockets: Vec<socket2::Socket> =
+                inherited.into_iter().map(socket2::Socket::from).collect();
+            let addr = socket::address_of(&sockets[0]).map_err(bind_error)?;
+            (sockets, addr)
+        };
+        let listeners = sockets
+            .iter()
+            .map(|s| s.try_clone().map(std::os::fd::OwnedFd::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bind_error)?;
         let shared = Arc::new(Shared {
             config,
             key,
@@ -166,12 +197,16 @@ impl Gateway {
             let shared = Arc::clone(&shared);
             let mesh = mesh.clone();
             let ready = ready_tx.clone();
+            // Fewer inherited sockets than shards: some shards accept on the same socket.
+            let listener = sockets[id % sockets.len()]
+                .try_clone()
+                .map_err(bind_error)?;
             let builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
                 .io_memory(rt::IO_MEMORY);
             let join = builder
                 .spawn(move || async move {
-                    listener::run_shard(id, shared, mesh, agent_addr, control_rx, ready).await;
+                    listener::run_shard(id, shared, mesh, listener, control_rx, ready).await;
                 })
                 .map_err(|e| StartError::Executor {
                     shard: id,
@@ -197,13 +232,21 @@ impl Gateway {
                 }
             }
         }
-        drop(reservation);
         Ok(Gateway {
             agent_addr,
             tls,
             handle,
             threads,
+            listeners,
         })
+    }
+
+    /// Duplicates of the agent listening sockets (for a hand-over to a successor process).
+    ///
+    /// # Errors
+    /// Out of file descriptors.
+    pub fn listener_fds(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        self.listeners.iter().map(|fd| fd.try_clone()).collect()
     }
 
     /// A cloneable, thread-safe handle (command delivery, shutdown).

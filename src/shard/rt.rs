@@ -23,17 +23,16 @@ pub struct SpawnError {
     pub message: String,
 }
 
-/// Fails with `AddrInUse` when any socket is bound to `addr` already (another gateway serving
-/// it); resolves port 0. Nothing stays bound.
-pub fn claim(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
-    super::socket::claim(addr)
+/// A listening socket on `addr` that no other socket shares (no SO_REUSEPORT): a second
+/// process on the same address fails here with `AddrInUse`. Any thread; accept on it with
+/// [`listener_from`] on an executor.
+pub fn listen_exclusive(addr: std::net::SocketAddr) -> std::io::Result<socket2::Socket> {
+    super::socket::listening(addr, false, super::socket::Buffers::default())
 }
 
-/// A listener on `addr` that no other socket shares (no SO_REUSEPORT): a second process on the
-/// same address fails here with `AddrInUse`. Call on the executor that will accept.
-pub fn listen_exclusive(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let s = super::socket::listening(addr, false, super::socket::Buffers::default())?;
-    Ok(super::sys::into_listener(s))
+/// Accepts on `s` (listening) from the current executor.
+pub fn listener_from(s: socket2::Socket) -> TcpListener {
+    super::sys::into_listener(s)
 }
 
 /// Runs `fut` as a detached task on the current executor.

@@ -27,6 +27,11 @@ fn tcp_socket(addr: SocketAddr) -> io::Result<Socket> {
     Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
 }
 
+/// The address `s` is bound to.
+pub fn address_of(s: &Socket) -> io::Result<SocketAddr> {
+    bound_to(s)
+}
+
 fn bound_to(s: &Socket) -> io::Result<SocketAddr> {
     s.local_addr()?
         .as_socket()

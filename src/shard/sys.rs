@@ -82,3 +82,19 @@ pub fn wait_for_termination() -> io::Result<i32> {
         Err(io::Error::from_raw_os_error(rc))
     }
 }
+
+/// Takes ownership of descriptors `3 .. 3 + n` passed by systemd (socket activation,
+/// `LISTEN_FDS`); the caller checked `LISTEN_PID`. They get CLOEXEC, so no child inherits them.
+pub fn systemd_fds(n: usize) -> io::Result<Vec<OwnedFd>> {
+    const FIRST: i32 = 3;
+    (0..n)
+        .map(|i| {
+            let fd = FIRST + i32::try_from(i).map_err(io::Error::other)?;
+            // SAFETY: systemd passes descriptors 3.. to this process (LISTEN_PID matched) and
+            // nothing else owns them; each is taken once.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+            Ok(owned)
+        })
+        .collect()
+}

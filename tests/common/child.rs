@@ -27,8 +27,18 @@ pub struct Child {
 impl Child {
     /// Starts `aegis-gateway serve` on `data_dir` with ephemeral ports; waits for its "serving" line.
     pub fn spawn(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Child {
+        Self::spawn_with(data_dir, extra_env, &[])
+    }
+
+    /// [`Child::spawn`] with extra `serve` arguments (`--takeover`).
+    pub fn spawn_with(
+        data_dir: &std::path::Path,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Child {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aegis-gateway"));
         cmd.arg("serve")
+            .args(args)
             .env("DATA_DIR", data_dir)
             .env("WEBSOCKET_ADDR", "127.0.0.1:0")
             .env("ADMIN_ADDR", "127.0.0.1:0")

