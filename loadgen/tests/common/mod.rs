@@ -19,6 +19,8 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = Config {
             websocket_addr: "127.0.0.1:0".parse().expect("addr"),
+            // Each test gateway its own admin port: gateways run in parallel.
+            admin_addr: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
             shards: Some(2),
             message_rate: 0,
