@@ -215,3 +215,32 @@ fn agent_messages_and_heartbeats_are_published_northbound() {
     assert_eq!(v["host_id"], "host-events", "{v}");
     assert!(metric(&gw, "aegis_gateway_aegisflux_published_total") >= 2.0);
 }
+
+#[test]
+fn in_a_cluster_one_publish_is_taken_by_one_node_once() {
+    let nats = NatsServer::start();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = cluster_node(da.path(), &nats.url(), "af-node-a", None, &[]);
+    let b = cluster_node(db.path(), &nats.url(), "af-node-b", Some(da.path()), &[]);
+    let mut agent = a.agent("af-cluster", V2);
+    let mut c = connect(b.agent_addr, &agent, None);
+    authenticate(&mut c, &mut agent);
+    let (uid, _) = register(&mut c, &mut agent, "host-af-cluster");
+    let af = NatsClient::connect(&nats.url());
+    let msg = aegisflux_message("af-cl-1", &uid, "backend.threats", &json!({"ioc": "x"}));
+    let reply: Value = serde_json::from_slice(&af.request(SUBJECT, &msg)).unwrap();
+    assert!(
+        reply["status"] == "sent" || reply["status"] == "queued",
+        "{reply}"
+    );
+    let got = agent.open(c.recv_text().as_bytes()).unwrap();
+    assert_eq!(got.envelope.id, "af-cl-1");
+    c.send(&agent.ack("af-cl-1", now_s()).unwrap());
+    // Both nodes subscribe in one queue group: the publish was taken once, and the same id
+    // again (whichever node takes it) is a duplicate.
+    c.expect_silence(Duration::from_millis(500));
+    let again: Value = serde_json::from_slice(&af.request(SUBJECT, &msg)).unwrap();
+    assert_eq!(again["status"], "duplicate", "{again}");
+    c.expect_silence(Duration::from_millis(300));
+    drop((a, b));
+}

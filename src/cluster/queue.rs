@@ -106,10 +106,12 @@ pub async fn enqueue(
     match n.messages.create(&key, encode(&status)?).await {
         Ok(_) => Ok(rec),
         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            // Ours already (a publish or create the client retried), or the id was taken.
+            // Ours already (the create was retried for this very publish), or the id was taken
+            // (a second publish of the same message id: JetStream deduplicated it to the first
+            // one's sequence, `ack.duplicate`, so equal sequences do not mean "ours").
             let existing = read::entry(&n.messages, &key).await?;
             match existing.map(|(v, _)| decode(&key, &v)).transpose()? {
-                Some(r) if r.seq == rec.seq => Ok(rec),
+                Some(r) if r.seq == rec.seq && !ack.duplicate => Ok(rec),
                 _ => {
                     if !ack.duplicate {
                         let _ = n.cmd.delete_message(rec.seq).await;
