@@ -5,7 +5,7 @@
 
 use super::payloads::to_json;
 use super::registration::Refusal;
-use super::upgrade::{error_response, UpgradeError, MAX_HEADERS, MAX_UPGRADE_BYTES};
+use super::upgrade::{error_response, parse_head, UpgradeError, MAX_HEADERS};
 
 /// Largest accepted request body (a registration request is well under 4 KiB).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -59,25 +59,10 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, UpgradeError> {
             Parsed::NotOurs
         });
     }
-    let window = buf.get(..MAX_UPGRADE_BYTES).unwrap_or(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let consumed = match req.parse(window) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() < MAX_UPGRADE_BYTES => {
-            return Ok(Parsed::Incomplete)
-        }
-        Ok(httparse::Status::Partial) => {
-            return Err(UpgradeError::too_large("request head exceeds 16 KiB"))
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(UpgradeError::too_large("too many header lines"))
-        }
-        Err(e) => {
-            return Err(UpgradeError::invalid(format!(
-                "malformed HTTP request: {e}"
-            )))
-        }
+    let Some(consumed) = parse_head(&mut req, buf, "request head exceeds 16 KiB")? else {
+        return Ok(Parsed::Incomplete);
     };
     let target = req.path.unwrap_or("");
     let path = target.split_once('?').map_or(target, |(p, _)| p);
@@ -150,6 +135,7 @@ pub fn unavailable() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::upgrade::MAX_UPGRADE_BYTES;
 
     fn post(path: &str, extra: &str) -> Vec<u8> {
         format!("POST {path} HTTP/1.1\r\nHost: gw\r\n{extra}\r\n").into_bytes()

@@ -132,29 +132,37 @@ impl UpgradeError {
     }
 }
 
+/// Parses a request head from `buf` (all bytes read so far) into `req`, within
+/// [`MAX_UPGRADE_BYTES`]: `Some(head length)`, `None` while incomplete, 431 for a head that does
+/// not complete within the bound or has too many lines, 400 for a malformed one. Shared by the
+/// upgrade and the HTTP registration fallback (`register_http`).
+pub(crate) fn parse_head<'b>(
+    req: &mut httparse::Request<'_, 'b>,
+    buf: &'b [u8],
+    too_long: &'static str,
+) -> Result<Option<usize>, UpgradeError> {
+    let window = buf.get(..MAX_UPGRADE_BYTES).unwrap_or(buf);
+    match req.parse(window) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf.len() < MAX_UPGRADE_BYTES => Ok(None),
+        Ok(httparse::Status::Partial) => Err(UpgradeError::too_large(too_long)),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(UpgradeError::too_large("too many header lines"))
+        }
+        Err(e) => Err(UpgradeError::invalid(format!(
+            "malformed HTTP request: {e}"
+        ))),
+    }
+}
+
 /// Parses the upgrade request in `buf` (all bytes read so far). `Incomplete` while the head is
 /// not complete and `buf` is shorter than [`MAX_UPGRADE_BYTES`]; a head that does not complete
 /// within that many bytes is a 431. Never panics.
 pub fn parse(buf: &[u8], expected_path: &str) -> Result<Parsed, UpgradeError> {
-    let window = buf.get(..MAX_UPGRADE_BYTES).unwrap_or(buf);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let consumed = match req.parse(window) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() < MAX_UPGRADE_BYTES => {
-            return Ok(Parsed::Incomplete)
-        }
-        Ok(httparse::Status::Partial) => {
-            return Err(UpgradeError::too_large("upgrade request exceeds 16 KiB"))
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(UpgradeError::too_large("too many header lines"))
-        }
-        Err(e) => {
-            return Err(UpgradeError::invalid(format!(
-                "malformed HTTP request: {e}"
-            )))
-        }
+    let Some(consumed) = parse_head(&mut req, buf, "upgrade request exceeds 16 KiB")? else {
+        return Ok(Parsed::Incomplete);
     };
     // Anything but the WebSocket path (and the registration routes, recognised before this
     // parser runs) is 404, whatever the method (PROTOCOL §9).

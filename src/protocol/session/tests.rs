@@ -828,6 +828,17 @@ impl crate::protocol::registration::RegistrationGate for Quota {
     }
 }
 
+/// Feeds one frame with `env` and resolves its signature check for real.
+fn feed_verified(session: &mut Session, env: &Env<'_>, buf: &mut [u8], now: i64) -> Vec<Action> {
+    let step = session.on_frame(env, buf, now);
+    let mut actions = step.actions;
+    if let Some(job) = step.verify {
+        let ok = job.public.verify(&job.msg, &job.sig);
+        actions.extend(session.on_verified(env, ok, now));
+    }
+    actions
+}
+
 #[test]
 fn a_registration_past_the_caps_is_refused_and_nothing_is_stored() {
     let mut p = Pair::new(Profile::V2);
@@ -842,12 +853,7 @@ fn a_registration_past_the_caps_is_refused_and_nothing_is_stored() {
         registrations: Some(&quota),
     };
     let mut buf = m3.into_bytes();
-    let step = p.session.on_frame(&env, &mut buf, p.now);
-    let mut actions = step.actions;
-    if let Some(job) = step.verify {
-        let ok = job.public.verify(&job.msg, &job.sig);
-        actions.extend(p.session.on_verified(&env, ok, p.now));
-    }
+    let actions = feed_verified(&mut p.session, &env, &mut buf, p.now);
     assert!(
         !actions
             .iter()
@@ -864,12 +870,7 @@ fn a_registration_past_the_caps_is_refused_and_nothing_is_stored() {
     quota.0.set(1);
     let m3 = p.agent.m3(&req, p.ts()).unwrap();
     let mut buf = m3.into_bytes();
-    let step = p.session.on_frame(&env, &mut buf, p.now);
-    let mut actions = step.actions;
-    if let Some(job) = step.verify {
-        let ok = job.public.verify(&job.msg, &job.sig);
-        actions.extend(p.session.on_verified(&env, ok, p.now));
-    }
+    let actions = feed_verified(&mut p.session, &env, &mut buf, p.now);
     assert!(
         actions
             .iter()
