@@ -171,6 +171,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Accepted clock skew of message timestamps, ± (`TIMESTAMP_WINDOW`). Default = 300s.
     pub timestamp_window: Duration,
+    /// After a hand-over in cluster mode, how long the old process keeps its established
+    /// connections (`HANDOVER_DRAIN`); those still open are closed one by one, spread evenly
+    /// over this window. `0s` closes them all at once. Default = 5m.
+    pub handover_drain: Duration,
     /// New connections per second per client IP (`CONNECT_RATE`; 0 disables the limit).
     /// Default = 100.
     pub connect_rate: u32,
@@ -226,6 +230,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             timestamp_window: Duration::from_secs(300),
+            handover_drain: Duration::from_secs(300),
             connect_rate: 100,
             connect_burst: 1000,
             message_rate: 500,

@@ -171,6 +171,7 @@ pub fn offer<F>(data_dir: &Path, listeners: F) -> io::Result<Offer>
 where
     F: Fn() -> io::Result<Listeners> + Send + 'static,
 {
+    std::fs::create_dir_all(data_dir)?;
     let path = socket_path(data_dir);
     // A stale file (a predecessor's, or one that crashed) is replaced: whoever bound it last
     // is the one serving.

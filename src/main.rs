@@ -176,12 +176,24 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
-            if offer.taken() {
-                tracing::info!("handed over to a successor: draining");
-            } else {
+            if !offer.taken() {
                 tracing::info!("signal received: draining");
+                running.shutdown();
+            } else if config.nats.cluster() {
+                // No embedded store to wait for: the successor starts now, while the agents
+                // connected here stay until they leave or their turn in the spread drain.
+                offer.release();
+                tracing::info!(
+                    spread = %aegis_gateway::config::format_duration(config.handover_drain),
+                    "handed over to a successor: keeping the connected agents, closing them spread over the drain"
+                );
+                running.hand_over(config.handover_drain);
+            } else {
+                // The embedded store belongs to one process: close it before the successor
+                // opens it (dials meanwhile wait in the sockets' backlog).
+                tracing::info!("handed over to a successor: draining");
+                running.shutdown();
             }
-            running.shutdown();
             // The store is closed: the successor may open it.
             offer.release();
             tracing::info!("stopped");

@@ -120,8 +120,8 @@ pub struct Running {
     admin: crate::admin::Service,
     /// The gateway's public key.
     pub public_key: [u8; 32],
-    /// Store handle.
-    pub store: Store,
+    /// The embedded store (`None` in cluster mode).
+    pub store: Option<Store>,
     gateway: Gateway,
 }
 
@@ -161,6 +161,17 @@ impl Running {
         self.join();
     }
 
+    /// Drains after a hand-over: `/readyz` turns unready and the admin listener stops (the
+    /// successor answers on the same socket), the shards stop accepting and keep their agents,
+    /// closing those still connected one by one over `spread`, then exit.
+    pub fn hand_over(self, spread: std::time::Duration) {
+        self.ready.store(false, Ordering::Release);
+        metrics::gauge!(crate::metrics::READY).set(0.0);
+        self.admin.stop();
+        self.gateway.handle().shutdown_spread(spread);
+        self.gateway.join();
+    }
+
     /// Waits until the shards exit (after a shutdown request), then stops the admin listener.
     pub fn join(self) {
         self.gateway.join();
@@ -189,15 +200,6 @@ pub fn start_on(
             "no AUTH_PRIVATE_KEY_PATH: generated a development gateway key"
         );
     }
-    let options = StoreOptions {
-        min_free_bytes: config.store_min_free,
-        ..StoreOptions::default()
-    };
-    let store =
-        Store::open_with(&config.data_dir, &options).map_err(|source| ServeError::Store {
-            path: config.data_dir.clone(),
-            source,
-        })?;
     let public_key = key.public();
     let (token, generated) = admin_token(&config)?;
     if generated {
@@ -207,14 +209,22 @@ pub fn start_on(
         );
     }
     let admin_cfg = config.clone();
-    let cluster = if config.nats.cluster() {
-        Some(Arc::new(crate::cluster::Cluster::start(&config)?))
+    // Cluster mode keeps the fleet state in JetStream and opens no embedded store, so a
+    // successor on the same DATA_DIR can start while this process still drains (`handover`).
+    let (cluster, store, fleet): (_, _, Arc<dyn Fleet>) = if config.nats.cluster() {
+        let c = Arc::new(crate::cluster::Cluster::start(&config)?);
+        (Some(Arc::clone(&c)), None, c)
     } else {
-        None
-    };
-    let fleet: Arc<dyn Fleet> = match &cluster {
-        Some(c) => Arc::clone(c) as Arc<dyn Fleet>,
-        None => Arc::new(store.clone()),
+        let options = StoreOptions {
+            min_free_bytes: config.store_min_free,
+            ..StoreOptions::default()
+        };
+        let store =
+            Store::open_with(&config.data_dir, &options).map_err(|source| ServeError::Store {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        (None, Some(store.clone()), Arc::new(store))
     };
     // The admin socket first: a second gateway on our admin address fails before its agent
     // listener serves anything.

@@ -22,7 +22,7 @@ fn go_agent_lifecycle_and_command() {
     c.expect_silence(Duration::from_millis(300));
     let (uid, token) = register(&mut c, &mut agent, "host-v1");
     // The record is durable before R3: it is in the store now.
-    let store = &gw.running.as_ref().unwrap().store;
+    let store = gw.running.as_ref().unwrap().store.as_ref().unwrap();
     let rec = store.get_agent(&uid).unwrap().expect("agent record stored");
     assert_eq!(rec.host_id, "host-v1");
     assert_eq!(rec.public_key, agent.public_b64());

@@ -1,26 +1,28 @@
-//! An upgrade that refuses no dial: `aegis-gateway serve --takeover` on the same data dir takes
-//! the running gateway's listening sockets; the old one drains and exits; agents that behave
-//! like the deployed Go agent (after a server close: wait 2 s, dial once, give up for good if
-//! that dial fails) all come back; a prober dialling throughout is never refused; and a process
-//! that was not handed the sockets still cannot serve the address.
+//! Restarts and upgrades against agents that reconnect like the deployed Go agent ([`GoAgent`]:
+//! after a close, wait 2 s, dial once, give up for good if that dial fails; then an extra
+//! reconnect that closes the next healthy connection):
+//!
+//! - `aegis-gateway serve --takeover` on the same data dir takes the running gateway's
+//!   listening sockets: no dial is refused, every agent comes back, every command queued
+//!   meanwhile arrives (v2: once), and a process not handed the sockets still cannot serve;
+//! - in cluster mode the old process keeps its agents and closes them spread over
+//!   `HANDOVER_DRAIN`, while the successor takes new ones and reaches the old one's agents;
+//! - a plain stop/start leaves the port closed for a moment: the test shows the agents stranded.
 
 mod common;
 use common::*;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// The deployed agent's reconnect delay (`websocket_manager.go`).
-const GO_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+use std::time::{Duration, Instant};
 
 /// Dials `addr` every few ms until stopped; counts refused and accepted dials.
 fn prober(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize)> {
     std::thread::spawn(move || {
         let (mut refused, mut accepted) = (0, 0);
-        // Bounded: stops when told, or after 60 s.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !stop.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+        // Bounded: stops when told, or after 90 s.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
             match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
                 Ok(_) => accepted += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
@@ -32,70 +34,95 @@ fn prober(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u
     })
 }
 
+/// `n` Go-like agents onboarded at `g`, v1 and v2 alternating.
+fn fleet(g: &Child, n: usize, name: &str) -> Vec<GoAgent> {
+    (0..n)
+        .map(|i| {
+            let profile = if i % 2 == 0 { V1 } else { V2 };
+            let a = g.agent(&format!("{name}-{i}"), profile);
+            GoAgent::onboard(g.agent_addr, a, &format!("host-{name}-{i}"))
+        })
+        .collect()
+}
+
+/// Sends one command to each agent through `g`'s admin API; the ids, per agent.
+fn send_each(g: &Child, agents: &[GoAgent], n: u32) -> Vec<String> {
+    agents
+        .iter()
+        .map(|a| {
+            let (status, r) = g.send(&a.uid, n);
+            assert_eq!(status, 200, "{r}");
+            assert!(r["status"] == "queued" || r["status"] == "sent", "{r}");
+            r["message_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Runs every agent on a thread of its own until it reconnected and holds every id in `want`
+/// (then one more extra-reconnect cycle, so the churn is exercised too), or until `limit`.
+fn live_until_back(agents: &mut [GoAgent], want: &[Vec<String>], limit: Duration) {
+    let until = Instant::now() + limit;
+    std::thread::scope(|s| {
+        for (a, want) in agents.iter_mut().zip(want) {
+            s.spawn(move || {
+                let cycle = GoReconnect::DELAY + GoReconnect::EXTRA_AFTER;
+                a.run_until(until, |a| {
+                    a.policy.reconnects >= 1 && want.iter().all(|id| a.received.contains(id))
+                });
+                // One more cycle of the agent's own reconnect loop: each of its dials lands.
+                let more = a.policy.reconnects + 1;
+                a.run_until((Instant::now() + cycle * 2).min(until), |a| {
+                    a.policy.reconnects >= more
+                });
+            });
+        }
+    });
+}
+
+fn assert_all_back(agents: &[GoAgent], want: &[Vec<String>]) {
+    for (a, want) in agents.iter().zip(want) {
+        assert!(!a.policy.stranded(), "{} stranded", a.uid);
+        assert!(a.policy.reconnects >= 2, "{}: {:?}", a.uid, a.policy);
+        for id in want {
+            assert!(a.received.contains(id), "{} missed {id}", a.uid);
+        }
+        if a.agent.profile() == V2 {
+            let mut ids = a.received.clone();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), a.received.len(), "{}: a command twice", a.uid);
+        }
+    }
+}
+
 #[test]
 fn a_takeover_upgrade_loses_no_go_like_agent_and_refuses_no_dial() {
     let dir = tempfile::tempdir().unwrap();
     let old = Child::spawn(dir.path(), &[]);
     let (agent_addr, admin_addr) = (old.agent_addr, old.admin_addr);
-
-    const N: usize = 12;
-    let mut agents = Vec::new();
-    for i in 0..N {
-        let profile = if i % 2 == 0 { V1 } else { V2 };
-        let mut a = old.agent(&format!("go-like-{i}"), profile);
-        let mut c = connect(agent_addr, &a, None);
-        authenticate(&mut c, &mut a);
-        let (uid, token) = register(&mut c, &mut a, &format!("host-go-like-{i}"));
-        agents.push((a, c, uid, token));
-    }
-
+    let mut agents = fleet(&old, 12, "go-like");
     let stop = Arc::new(AtomicBool::new(false));
     let probe = prober(agent_addr, Arc::clone(&stop));
 
-    // The upgrade: a new process takes the sockets over; the old one drains and exits.
+    // The upgrade: a new process takes the sockets over; the old one drains (1001) and exits.
     let new = Child::spawn_with(dir.path(), &[], &["--takeover"]);
     assert_eq!(new.agent_addr, agent_addr, "same agent socket");
     assert_eq!(new.admin_addr, admin_addr, "same admin socket");
     let mut old = old;
     assert_eq!(old.wait(Duration::from_secs(30)), Some(0), "{}", old.log());
     assert!(old.log().contains("handed over"), "{}", old.log());
-
-    // Every agent was closed by the drain and reconnects exactly like the Go agent: one dial.
-    let back = AtomicUsize::new(0);
-    let clients: Vec<Client> = std::thread::scope(|s| {
-        let handles: Vec<_> = agents
-            .iter_mut()
-            .map(|(a, c, uid, token)| {
-                let back = &back;
-                s.spawn(move || {
-                    let mut seen = Vec::new();
-                    assert_eq!(c.recv_close(&mut seen), 1001, "drain close");
-                    std::thread::sleep(GO_RECONNECT_DELAY);
-                    a.reset_session();
-                    // The one dial: `connect` panics if it is refused or the upgrade fails.
-                    let mut c = connect(agent_addr, a, Some((uid, token)));
-                    authenticate(&mut c, a);
-                    back.fetch_add(1, Ordering::AcqRel);
-                    c
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(back.load(Ordering::Acquire), N);
+    // Commands sent while the agents are away (or already back) all arrive.
+    let want: Vec<Vec<String>> = send_each(&new, &agents, 1)
+        .into_iter()
+        .map(|id| vec![id])
+        .collect();
+    live_until_back(&mut agents, &want, Duration::from_secs(60));
     stop.store(true, Ordering::Release);
     let (refused, accepted) = probe.join().unwrap();
-    assert_eq!(
-        refused, 0,
-        "dials refused during the upgrade ({accepted} accepted)"
-    );
+    assert_eq!(refused, 0, "dials refused ({accepted} accepted)");
     assert!(accepted > 0);
-
-    // The new gateway serves the fleet: status of an agent registered with the old one.
-    let uid = &agents[0].2;
-    eventually("the new gateway shows the agent", WAIT, || {
-        new.agent_status(uid).1["connected"] == true
-    });
+    assert_all_back(&agents, &want);
+    assert!(agents.iter().all(|a| a.server_closes.contains(&1001)));
 
     // A third process not handed the sockets still cannot serve the address.
     let other = tempfile::tempdir().unwrap();
@@ -110,7 +137,114 @@ fn a_takeover_upgrade_loses_no_go_like_agent_and_refuses_no_dial() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another process"));
-    drop(clients);
+}
+
+#[test]
+fn a_plain_restart_strands_go_like_agents() {
+    // Without a hand-over (or systemd's socket), the port is closed between the old process's
+    // exit and the new one's bind. The agents' one dial lands in that gap: stranded for good.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let env = [("WEBSOCKET_ADDR", addr.as_str())];
+    let mut old = Child::spawn(dir.path(), &env);
+    let mut agents = fleet(&old, 6, "stranded");
+    old.signal(libc::SIGTERM);
+    assert_eq!(old.wait(Duration::from_secs(30)), Some(0), "{}", old.log());
+    std::thread::scope(|s| {
+        for a in agents.iter_mut() {
+            // Bounded: one 2 s wait and one dial.
+            s.spawn(move || {
+                a.run_until(Instant::now() + Duration::from_secs(20), |a| {
+                    a.policy.stranded()
+                })
+            });
+        }
+    });
+    assert!(
+        agents.iter().all(|a| a.policy.stranded()),
+        "every dial was refused"
+    );
+    // The new process comes up, and the agents stay away: only their restart would help.
+    let new = Child::spawn(dir.path(), &env);
+    for a in &mut agents {
+        a.run_until(Instant::now() + Duration::from_millis(200), |_| false);
+        assert!(!a.connected());
+        assert_eq!(new.agent_status(&a.uid).1["connected"], false);
+    }
+}
+
+#[test]
+fn a_cluster_takeover_keeps_the_agents_and_spreads_their_closes() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    const N: usize = 6;
+    let spread = Duration::from_secs(6);
+    // One shard, so the closes of one process come strictly one after the other.
+    let env = [("HANDOVER_DRAIN", "6s"), ("SHARDS", "1")];
+    let old = cluster_node(dir.path(), &nats.url(), "gw-a", None, &env);
+    let mut agents = fleet(&old, N, "kept");
+
+    let new = cluster_node_with(dir.path(), &nats.url(), "gw-a", None, &env, &["--takeover"]);
+    assert_eq!(new.agent_addr, old.agent_addr);
+    assert!(
+        new.log().contains("took the listening sockets over"),
+        "{}",
+        new.log()
+    );
+    // The old process still holds every agent: the successor's admin API reaches them there.
+    let want: Vec<Vec<String>> = send_each(&new, &agents, 1)
+        .into_iter()
+        .map(|id| vec![id])
+        .collect();
+    let mut closes = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = agents
+            .iter_mut()
+            .zip(&want)
+            .map(|(a, want)| {
+                s.spawn(move || {
+                    a.run_until(Instant::now() + Duration::from_secs(30), |a| {
+                        !a.server_closes.is_empty()
+                    });
+                    let closed_at = Instant::now();
+                    (closed_at, want.iter().all(|id| a.received.contains(id)))
+                })
+            })
+            .collect();
+        for h in handles {
+            closes.push(h.join().unwrap());
+        }
+    });
+    assert!(
+        closes.iter().all(|(_, got)| *got),
+        "a command did not reach the old process's agent before its close"
+    );
+    // Spread: one by one, at least a step apart (a lower bound: never earlier than planned).
+    let mut at: Vec<Instant> = closes.iter().map(|(t, _)| *t).collect();
+    at.sort();
+    let step = spread / N as u32;
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= step / 2,
+            "closes {:?} apart, step {step:?}",
+            w[1] - w[0]
+        );
+    }
+    let mut old = old;
+    assert_eq!(old.wait(Duration::from_secs(30)), Some(0), "{}", old.log());
+    // Each came back to the successor, and commands sent there now arrive too.
+    let more: Vec<Vec<String>> = want
+        .iter()
+        .zip(send_each(&new, &agents, 2))
+        .map(|(w, id)| vec![w[0].clone(), id])
+        .collect();
+    live_until_back(&mut agents, &more, Duration::from_secs(60));
+    assert_all_back(&agents, &more);
+    for a in &agents {
+        assert_eq!(a.server_closes.first(), Some(&1001));
+        assert_eq!(new.agent_status(&a.uid).1["connected"], true);
+    }
 }
 
 #[test]

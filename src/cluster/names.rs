@@ -78,9 +78,16 @@ pub fn event_subject(channel: &str) -> String {
     format!("aegis.{channel}")
 }
 
-/// The subject a node's control requests arrive on (`op`: replace, revoke, deliver).
-pub fn node_subject(node: &str, op: &str) -> String {
-    format!("aegis.node.{node}.{op}")
+/// The subject a node's control requests arrive on (`op`: replace, revoke, deliver). Each run of
+/// a node has its own: during a hand-over the predecessor (still holding its agents) and the
+/// successor share a `NODE_ID`.
+pub fn node_subject(node: &str, run: u64, op: &str) -> String {
+    format!("aegis.node.{node}.{run}.{op}")
+}
+
+/// The key of a node run's lease in the [`NODES`] bucket.
+pub fn lease_key(node: &str, run: u64) -> String {
+    format!("{node}.{run}")
 }
 
 /// The message id JetStream deduplicates a command by.

@@ -5,9 +5,11 @@
 //!   still names that connection) when it ends: a write on connect and on disconnect, never per
 //!   heartbeat. A newer connection elsewhere wins the swap and tells the old node to close its
 //!   connection with 4010; the old one's cleanup then finds the newer entry and leaves it.
-//! - **Liveness**: each node refreshes one lease in [`names::NODES`] (expiring after
-//!   [`LEASE_TTL`]); presence naming a node without a lease is stale.
-//! - **Node requests** on `aegis.node.<node>.<op>` (core NATS request/reply): `deliver` a
+//! - **Liveness**: each run of a node (a process: `NODE_ID` and a random run number) refreshes
+//!   one lease in [`names::NODES`] (expiring after [`LEASE_TTL`]); presence naming a run without
+//!   a lease is stale. Runs, not node names, are the unit: during a hand-over the predecessor
+//!   keeps its agents while the successor (same `NODE_ID`) takes new ones.
+//! - **Node requests** on `aegis.node.<node>.<run>.<op>` (core NATS request/reply): `deliver` a
 //!   command, `revoke` an agent, `replace` a connection.
 //! - **Notifications**: the command stream republishes every stored command on
 //!   `aegis.notify.cmd.<uid>`; the node holding that agent writes it. So a command reaches a
@@ -129,6 +131,13 @@ struct Delivered {
     not_pending: bool,
 }
 
+impl Holder {
+    /// Whether this run of this node holds it.
+    fn is_mine(&self, n: &Nats) -> bool {
+        self.node == n.node_id && self.run == n.run
+    }
+}
+
 fn holder_of(value: &[u8]) -> Option<Holder> {
     serde_json::from_slice(value).ok()
 }
@@ -178,9 +187,9 @@ pub async fn claim(n: &Nats, uid: &str, conn: u64, info: SessionInfo) -> Result<
         };
         match written {
             Ok(()) => {
-                if let Some(old) = previous.filter(|o| o.node != n.node_id) {
+                if let Some(old) = previous.filter(|o| !o.is_mine(n)) {
                     let body = serde_json::json!({ "uid": uid, "conn": old.conn }).to_string();
-                    let subject = names::node_subject(&old.node, "replace");
+                    let subject = names::node_subject(&old.node, old.run, "replace");
                     n.client
                         .publish(subject, body.into())
                         .await
@@ -201,7 +210,7 @@ pub async fn release(n: &Nats, uid: &str, conn: u64) -> Result<(), StoreError> {
         return Ok(());
     };
     match holder_of(&value) {
-        Some(h) if h.node == n.node_id && h.run == n.run && h.conn == conn => n
+        Some(h) if h.is_mine(n) && h.conn == conn => n
             .presence
             .delete_expect_revision(uid, Some(revision))
             .await
@@ -210,11 +219,11 @@ pub async fn release(n: &Nats, uid: &str, conn: u64) -> Result<(), StoreError> {
     }
 }
 
-/// The holder of `uid` on another live node, if any.
+/// The holder of `uid` on another live node run, if any (`alive` caches lease lookups).
 async fn elsewhere(
     n: &Nats,
     uid: &str,
-    alive: &mut HashMap<String, Option<u64>>,
+    alive: &mut HashMap<String, bool>,
 ) -> Result<Option<Holder>, StoreError> {
     if !names::is_plain(uid) {
         return Ok(None);
@@ -225,21 +234,25 @@ async fn elsewhere(
     else {
         return Ok(None);
     };
-    if h.node == n.node_id {
+    if h.is_mine(n) {
         return Ok(None);
     }
-    let run = match alive.get(&h.node) {
-        Some(r) => *r,
-        None => {
-            let lease = read::entry(&n.nodes, &h.node).await?;
-            let r = lease
-                .and_then(|(v, _)| serde_json::from_slice::<serde_json::Value>(&v).ok())
-                .and_then(|v| v.get("run")?.as_u64());
-            alive.insert(h.node.clone(), r);
-            r
-        }
-    };
-    Ok((run == Some(h.run)).then_some(h))
+    Ok(is_alive(n, &h, alive).await?.then_some(h))
+}
+
+/// Whether the run holding `h` has a lease.
+async fn is_alive(
+    n: &Nats,
+    h: &Holder,
+    alive: &mut HashMap<String, bool>,
+) -> Result<bool, StoreError> {
+    let key = names::lease_key(&h.node, h.run);
+    if let Some(a) = alive.get(&key) {
+        return Ok(*a);
+    }
+    let a = read::entry(&n.nodes, &key).await?.is_some();
+    alive.insert(key, a);
+    Ok(a)
 }
 
 /// The sessions of agents on other live nodes, in input order.
@@ -261,7 +274,7 @@ pub async fn deliver(n: &Nats, uid: &str, cmd: &Command) -> Result<(), DeliverEr
         return Err(DeliverError::NotConnected);
     };
     let body = serde_json::to_vec(&WireCommand::of(uid, cmd)).unwrap_or_default();
-    let subject = names::node_subject(&h.node, "deliver");
+    let subject = names::node_subject(&h.node, h.run, "deliver");
     let reply = tokio::time::timeout(NODE_TIMEOUT, n.client.request(subject, body.into())).await;
     match reply {
         Ok(Ok(m)) => match serde_json::from_slice::<Delivered>(&m.payload) {
@@ -278,7 +291,7 @@ pub async fn revoke(n: &Nats, uid: &str) -> Result<bool, StoreError> {
     let holder = elsewhere(n, uid, &mut HashMap::new()).await?;
     let mut closed = false;
     if let Some(h) = holder {
-        let subject = names::node_subject(&h.node, "revoke");
+        let subject = names::node_subject(&h.node, h.run, "revoke");
         let body = serde_json::json!({ "uid": uid }).to_string();
         if let Ok(Ok(m)) =
             tokio::time::timeout(NODE_TIMEOUT, n.client.request(subject, body.into())).await
@@ -296,8 +309,17 @@ pub async fn revoke(n: &Nats, uid: &str) -> Result<bool, StoreError> {
 pub async fn serve(n: Arc<Nats>, local: Arc<Local>) {
     let node = n.node_id.clone();
     tokio::spawn(lease(Arc::clone(&n)));
-    tokio::spawn(forget_stale(Arc::clone(&n)));
-    let requests = n.client.subscribe(names::node_subject(&node, "*")).await;
+    let nn = Arc::clone(&n);
+    tokio::spawn(async move {
+        forget_stale(&nn).await;
+        // A crashed run's lease outlives it by up to LEASE_TTL: look again once it expired.
+        tokio::time::sleep(super::setup::LEASE_TTL + LEASE_EVERY).await;
+        forget_stale(&nn).await;
+    });
+    let requests = n
+        .client
+        .subscribe(names::node_subject(&node, n.run, "*"))
+        .await;
     let notices = n.client.subscribe(names::NOTIFY_SUBJECTS.to_string()).await;
     let (Ok(mut requests), Ok(mut notices)) = (requests, notices) else {
         tracing::error!("cannot subscribe to this node's NATS subjects; cross-node requests fail");
@@ -396,7 +418,8 @@ async fn on_request(n: &Nats, local: &Local, m: async_nats::Message) {
 async fn lease(n: Arc<Nats>) {
     loop {
         let value = serde_json::json!({ "node": n.node_id, "run": n.run }).to_string();
-        if let Err(e) = n.nodes.put(&n.node_id, value.into()).await {
+        let key = names::lease_key(&n.node_id, n.run);
+        if let Err(e) = n.nodes.put(&key, value.into()).await {
             tracing::debug!(error = %e, "node lease not refreshed");
         }
         if let Ok(info) = n.cmd.get_info().await {
@@ -406,16 +429,21 @@ async fn lease(n: Arc<Nats>) {
     }
 }
 
-/// Deletes presence left by an earlier run of this node (a crash leaves it behind).
-async fn forget_stale(n: Arc<Nats>) {
+/// Deletes presence left by an earlier run of this node (a crash leaves it behind); a run still
+/// holding a lease (a predecessor draining after a hand-over) keeps its agents.
+async fn forget_stale(n: &Nats) {
     let Ok(found) = super::scan::bucket(&n.client, &n.presence, ">").await else {
         return;
     };
+    let mut alive = HashMap::new();
     for (uid, value) in found {
         let Ok(h) = serde_json::from_slice::<Holder>(&value) else {
             continue;
         };
         if h.node != n.node_id || h.run == n.run {
+            continue;
+        }
+        if is_alive(n, &h, &mut alive).await.unwrap_or(true) {
             continue;
         }
         if let Ok(Some((value, revision))) = read::entry(&n.presence, &uid).await {

@@ -73,6 +73,7 @@ config_args! {
     ping_interval => "PING_INTERVAL", "DURATION", "Gateway ping period [default: 30s]";
     idle_timeout => "IDLE_TIMEOUT", "DURATION", "Close a silent connection after this; > ping interval [default: 90s]";
     timestamp_window => "TIMESTAMP_WINDOW", "DURATION", "Accepted message timestamp skew, ± [default: 300s]";
+    handover_drain => "HANDOVER_DRAIN", "DURATION", "Cluster mode: after a hand-over, close the old process's connections spread over this; 0s at once [default: 5m]";
     connect_rate => "CONNECT_RATE", "N", "New connections per second per client IP; 0 disables [default: 100]";
     connect_burst => "CONNECT_BURST", "N", "Connection burst per client IP; 0 disables [default: 1000]";
     message_rate => "MESSAGE_RATE", "N", "Messages per second per agent; 0 disables [default: 500]";

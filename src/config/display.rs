@@ -127,6 +127,7 @@ impl Config {
             ("PING_INTERVAL", dur(self.ping_interval), None),
             ("IDLE_TIMEOUT", dur(self.idle_timeout), None),
             ("TIMESTAMP_WINDOW", dur(self.timestamp_window), None),
+            ("HANDOVER_DRAIN", dur(self.handover_drain), None),
             ("CONNECT_RATE", self.connect_rate.to_string(), None),
             (
                 "CONNECT_BURST",
@@ -223,6 +224,7 @@ impl fmt::Debug for Config {
             ping_interval,
             idle_timeout,
             timestamp_window,
+            handover_drain,
             connect_rate,
             connect_burst,
             message_rate,
@@ -261,6 +263,7 @@ impl fmt::Debug for Config {
             .field("ping_interval", ping_interval)
             .field("idle_timeout", idle_timeout)
             .field("timestamp_window", timestamp_window)
+            .field("handover_drain", handover_drain)
             .field("connect_rate", connect_rate)
             .field("connect_burst", connect_burst)
             .field("message_rate", message_rate)

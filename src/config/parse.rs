@@ -283,6 +283,7 @@ fn build(
     set(&mut c.ping_interval, p.duration("PING_INTERVAL"));
     set(&mut c.idle_timeout, p.duration("IDLE_TIMEOUT"));
     set(&mut c.timestamp_window, p.duration("TIMESTAMP_WINDOW"));
+    set(&mut c.handover_drain, p.duration("HANDOVER_DRAIN"));
     set(&mut c.connect_rate, p.number("CONNECT_RATE", COUNT));
     set(&mut c.connect_burst, p.number("CONNECT_BURST", COUNT));
     set(&mut c.message_rate, p.number("MESSAGE_RATE", COUNT));

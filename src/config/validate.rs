@@ -71,6 +71,13 @@ impl Config {
                 });
             }
         }
+        if self.handover_drain > MAX_DURATION {
+            errors.push(ConfigError::OutOfRange {
+                var: "HANDOVER_DRAIN",
+                value: format_duration(self.handover_drain),
+                range: format!("0s-{}", format_duration(MAX_DURATION)),
+            });
+        }
         if self.idle_timeout <= self.ping_interval {
             errors.push(ConfigError::Rejected {
                 var: "IDLE_TIMEOUT",

@@ -3,6 +3,7 @@
 
 use crate::store::{Command, DeliverError, SessionInfo};
 use futures_channel::{mpsc, oneshot};
+use std::time::Duration;
 
 /// A reply slot for a delivery.
 pub(crate) type DeliverReply = oneshot::Sender<Result<(), DeliverError>>;
@@ -29,7 +30,11 @@ pub(crate) enum Control {
     Stats {
         reply: oneshot::Sender<ShardStats>,
     },
-    Shutdown,
+    /// Stop accepting, then close the connections with 1001: all at once (`spread` zero) or
+    /// one by one over `spread`.
+    Shutdown {
+        spread: Duration,
+    },
 }
 
 /// Counters of one shard, for tests and the closing figures.
@@ -177,8 +182,15 @@ impl GatewayHandle {
 
     /// Asks every shard to drain: stop accepting, close agents with 1001, exit.
     pub fn shutdown(&self) {
+        self.shutdown_spread(Duration::ZERO);
+    }
+
+    /// Asks every shard to stop accepting and keep its connections until they close by
+    /// themselves, closing those left one by one, evenly over `spread` (after a hand-over the
+    /// successor accepts meanwhile), then exit.
+    pub fn shutdown_spread(&self, spread: Duration) {
         for s in &self.senders {
-            let _ = s.unbounded_send(Control::Shutdown);
+            let _ = s.unbounded_send(Control::Shutdown { spread });
         }
     }
 }

@@ -24,8 +24,9 @@ pub(crate) enum ConnCmd {
     Replace,
     /// Write this command (boxed: the channel's idle node is sized by the largest variant).
     Deliver(Box<(Command, DeliverReply)>),
-    /// Graceful shutdown: close with 1001.
-    Drain,
+    /// Graceful shutdown: close with 1001, after a random pause of up to ≈ 1 s when `jitter`
+    /// (all connections drained at once), at once when the shard spaces the closes itself.
+    Drain { jitter: bool },
     /// The agent was revoked: close with 4001.
     Revoke,
 }
@@ -187,7 +188,7 @@ impl ShardCtx {
     /// Tells every hosted connection to close with 1001.
     pub fn drain_all(&self) {
         for tx in self.conns.borrow().values() {
-            let _ = tx.unbounded_send(ConnCmd::Drain);
+            let _ = tx.unbounded_send(ConnCmd::Drain { jitter: true });
         }
     }
 }

@@ -66,12 +66,15 @@ pub(super) async fn run_shard(
         }
     })
     .detach();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
     glommio::spawn_local(control_loop(Rc::clone(&ctx), control_rx, stop_tx)).detach();
     let _ = ready.send(Ok(()));
     tracing::debug!(shard = id, ?addr, "shard listening");
-    accept_loop(&ctx, listener, stop_rx).await;
+    let spread = accept_loop(&ctx, listener, stop_rx).await;
     ctx.draining.set(true);
+    if !spread.is_zero() {
+        drain_spread(&ctx, spread).await;
+    }
     ctx.drain_all();
     let deadline = std::time::Instant::now() + DRAIN_WAIT;
     while ctx.conn_count() > 0 && std::time::Instant::now() < deadline {
@@ -80,10 +83,37 @@ pub(super) async fn run_shard(
     tracing::debug!(shard = id, left = ctx.conn_count(), "shard stopped");
 }
 
+/// Closes the connections open now one by one, evenly over `spread` (connection k of n at
+/// k/n of it); those that end by themselves meanwhile are skipped. Returns early when none is
+/// left.
+async fn drain_spread(ctx: &Rc<ShardCtx>, spread: Duration) {
+    let open: Vec<u64> = ctx.conns.borrow().keys().copied().collect();
+    tracing::debug!(
+        shard = ctx.id,
+        connections = open.len(),
+        ?spread,
+        "spread drain"
+    );
+    let step = spread / u32::try_from(open.len().max(1)).unwrap_or(u32::MAX);
+    for conn in open {
+        let due = std::time::Instant::now() + step;
+        while std::time::Instant::now() < due {
+            if ctx.conn_count() == 0 {
+                return;
+            }
+            let left = due.saturating_duration_since(std::time::Instant::now());
+            glommio::timer::sleep(left.min(Duration::from_millis(500))).await;
+        }
+        if let Some(tx) = ctx.conns.borrow().get(&conn) {
+            let _ = tx.unbounded_send(super::ctx::ConnCmd::Drain { jitter: false });
+        }
+    }
+}
+
 async fn control_loop(
     ctx: Rc<ShardCtx>,
     mut rx: mpsc::UnboundedReceiver<Control>,
-    stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<Duration>,
 ) {
     let mut stop = Some(stop);
     while let Some(msg) = rx.next().await {
@@ -103,30 +133,39 @@ async fn control_loop(
             Control::Stats { reply } => {
                 let _ = reply.send(ctx.stats());
             }
-            Control::Shutdown => {
+            Control::Shutdown { spread } => {
                 ctx.draining.set(true);
                 if let Some(s) = stop.take() {
-                    let _ = s.send(());
+                    let _ = s.send(spread);
                 }
             }
         }
     }
 }
 
-async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: oneshot::Receiver<()>) {
+/// Accepts until told to stop; returns the drain's spread.
+async fn accept_loop(
+    ctx: &Rc<ShardCtx>,
+    listener: TcpListener,
+    mut stop: oneshot::Receiver<Duration>,
+) -> Duration {
+    enum Next {
+        Accepted(glommio::Result<TcpStream, ()>),
+        Stop(Duration),
+    }
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            let _ = (&mut stop).await;
-            None
-        })
-        .await;
-        match accepted {
-            None => return,
-            Some(Ok(stream)) => {
+        let next =
+            futures_lite::future::or(async { Next::Accepted(listener.accept().await) }, async {
+                Next::Stop((&mut stop).await.unwrap_or_default())
+            })
+            .await;
+        match next {
+            Next::Stop(spread) => return spread,
+            Next::Accepted(Ok(stream)) => {
                 let ctx = Rc::clone(ctx);
                 glommio::spawn_local(async move { serve_accepted(ctx, stream).await }).detach();
             }
-            Some(Err(e)) => {
+            Next::Accepted(Err(e)) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;

@@ -109,6 +109,11 @@ impl Agent {
         }
     }
 
+    /// Its protocol profile.
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
     /// The agent's public key, base64.
     pub fn public_b64(&self) -> &str {
         &self.pk_b64

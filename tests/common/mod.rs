@@ -9,6 +9,7 @@
 //!
 //! - `gateway`: [`TestGateway`], [`test_config`], control-handle helpers ([`command`], [`block_on`])
 //! - `child`: the binary as a child process ([`Child`]) for kill/restart scenarios
+//! - `go_agent`: an agent that reconnects like the deployed Go agent ([`GoAgent`])
 //! - `client`: a blocking WebSocket [`Client`] sending the Go agent's upgrade request
 //! - `session`: the agent side of the handshake ([`authenticate`], [`register`], [`onboard`]),
 //!   error frames, and checks shared by attack scenarios ([`assert_still_serving`])
@@ -31,6 +32,7 @@ mod child;
 mod client;
 mod events;
 mod gateway;
+mod go_agent;
 mod http;
 mod nats;
 mod poll;
@@ -42,6 +44,7 @@ pub use child::*;
 pub use client::*;
 pub use events::*;
 pub use gateway::*;
+pub use go_agent::*;
 pub use http::*;
 pub use nats::*;
 pub use poll::*;

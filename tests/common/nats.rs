@@ -190,6 +190,18 @@ pub fn cluster_node(
     key_dir: Option<&std::path::Path>,
     extra: &[(&str, &str)],
 ) -> super::child::Child {
+    cluster_node_with(dir, nats, id, key_dir, extra, &[])
+}
+
+/// [`cluster_node`] with extra `serve` arguments (`--takeover`).
+pub fn cluster_node_with(
+    dir: &std::path::Path,
+    nats: &str,
+    id: &str,
+    key_dir: Option<&std::path::Path>,
+    extra: &[(&str, &str)],
+    args: &[&str],
+) -> super::child::Child {
     let mut env: Vec<(String, String)> = vec![
         ("NATS_URL".into(), nats.to_string()),
         ("NATS_REPLICAS".into(), "1".into()),
@@ -206,7 +218,7 @@ pub fn cluster_node(
         env.push((k.to_string(), v.to_string()));
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    super::child::Child::spawn(dir, &env)
+    super::child::Child::spawn_with(dir, &env, args)
 }
 
 /// An admin API call on a child gateway with its token; (status, JSON).

@@ -83,10 +83,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.session
                     .terminate(&env, ErrorKind::AuthenticationFailed, now)
             }
-            ConnCmd::Drain => {
-                // Spread closes over a short window so agents do not reconnect at once.
-                let spread = u64::from(crate::crypto::random::bytes::<1>()[0]) * 4;
-                glommio::timer::sleep(Duration::from_millis(spread)).await;
+            ConnCmd::Drain { jitter } => {
+                if jitter {
+                    // Spread closes over a short window so agents do not reconnect at once.
+                    let spread = u64::from(crate::crypto::random::bytes::<1>()[0]) * 4;
+                    glommio::timer::sleep(Duration::from_millis(spread)).await;
+                }
                 self.ws
                     .close(close::GOING_AWAY, "gateway shutting down")
                     .await;
