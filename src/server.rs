@@ -172,10 +172,20 @@ impl Running {
         self.gateway.join();
     }
 
-    /// Waits until the shards exit (after a shutdown request), then stops the admin listener.
+    /// Waits until the shards exit (after a shutdown request), then stops the admin listener
+    /// and flushes the embedded store (so the next start replays no journal).
     pub fn join(self) {
         self.gateway.join();
         self.admin.stop();
+        if let Some(store) = &self.store {
+            let t = std::time::Instant::now();
+            match store.flush_blocking() {
+                Ok(()) => tracing::info!(ms = t.elapsed().as_millis() as u64, "store flushed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store not flushed; the next start replays its journal")
+                }
+            }
+        }
     }
 }
 

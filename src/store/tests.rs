@@ -409,3 +409,20 @@ fn token_matching() {
     assert!(!token_matches(&stored[..62], token));
     assert!(token_matches(&stored.to_uppercase(), token));
 }
+
+#[test]
+fn a_flush_writes_the_memtables_out_to_tables_and_keeps_everything() {
+    let (dir, store) = open();
+    for i in 0..100 {
+        store.put_agent(&agent(&format!("uid-{i}"), "h")).unwrap();
+    }
+    let ks = store.keyspaces().unwrap();
+    assert_eq!(ks.agents.table_count(), 0, "still in the memtable");
+    store.flush_blocking().unwrap();
+    assert!(ks.agents.table_count() >= 1, "written out to a table");
+    drop(ks);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.agent_count(), 100);
+    assert!(store.get_agent("uid-99").unwrap().is_some());
+}
