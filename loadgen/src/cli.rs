@@ -90,6 +90,9 @@ pub struct Cli {
     /// Seconds between two samples of the gateway (RSS, descriptors, threads, CPU) in soak.
     #[arg(long, default_value_t = 30.0)]
     pub sample_every: f64,
+    /// How the restart scenario restarts the spawned gateway, once every agent is connected.
+    #[arg(long, value_enum, default_value = "takeover")]
+    pub restart_mode: crate::gateway::RestartMode,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,

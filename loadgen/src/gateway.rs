@@ -30,6 +30,8 @@ pub struct SpawnedGateway {
     /// Its public key (base64), from the log line.
     pub public_key: Option<String>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    path: std::path::PathBuf,
+    extra_env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -89,39 +91,65 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-impl SpawnedGateway {
-    /// Starts `path serve` with the loadgen's environment plus `extra_env` (`K=V`, applied last).
-    pub fn spawn(path: &Path, extra_env: &[(String, String)]) -> anyhow::Result<SpawnedGateway> {
-        let dir = tempfile::Builder::new()
-            .prefix("aegis-loadgen-gw-")
-            .tempdir()?;
-        let ws_port = free_port()?;
-        let admin_port = free_port()?;
-        let admin_addr: SocketAddr = ([127, 0, 0, 1], admin_port).into();
-        let token: String = aegis_gateway::crypto::random::bytes::<24>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let mut cmd = Command::new(path);
+/// How the `restart` scenario restarts the spawned gateway.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// `serve --takeover`: the new process takes the listening sockets over, the old drains.
+    Takeover,
+    /// SIGTERM, wait for the exit, start a new process on the same ports (the port is closed
+    /// in between, as in a `systemctl restart` without the socket unit).
+    StopStart,
+}
+
+/// What one process of the gateway was started with.
+struct Launch<'a> {
+    path: &'a Path,
+    extra_env: &'a [(String, String)],
+    dir: &'a Path,
+    ws_port: u16,
+    admin_addr: SocketAddr,
+    token: &'a str,
+    args: &'a [&'a str],
+}
+
+/// A started process, once it logged its serving line.
+struct Started {
+    child: Child,
+    serving: Option<ServingLine>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+fn log_tail(tail: &Mutex<VecDeque<String>>) -> String {
+    tail.lock()
+        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+impl Launch<'_> {
+    fn start(&self) -> anyhow::Result<Started> {
+        let mut cmd = Command::new(self.path);
         cmd.arg("serve")
+            .args(self.args)
             .env("WEBSOCKET_ADDR", "127.0.0.1")
-            .env("WEBSOCKET_PORT", ws_port.to_string())
-            .env("ADMIN_ADDR", admin_addr.to_string())
-            .env("ADMIN_TOKEN", &token)
-            .env("DATA_DIR", dir.path())
+            .env("WEBSOCKET_PORT", self.ws_port.to_string())
+            .env("ADMIN_ADDR", self.admin_addr.to_string())
+            .env("ADMIN_TOKEN", self.token)
+            .env("DATA_DIR", self.dir)
             .env("MESSAGE_RATE", "0")
             .env("CONNECT_RATE", "0")
             .env("LOG_FORMAT", "pretty")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (k, v) in extra_env {
+        for (k, v) in self.extra_env {
             cmd.env(k, v);
         }
         let mut child = cmd
             .spawn()
-            .map_err(|e| anyhow::anyhow!("starting {}: {e}", path.display()))?;
-        let pid = child.id();
+            .map_err(|e| anyhow::anyhow!("starting {}: {e}", self.path.display()))?;
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL)));
         let (tx, rx) = mpsc::channel();
         if let Some(stderr) = child.stderr.take() {
@@ -145,51 +173,123 @@ impl SpawnedGateway {
                 }
             });
         }
-        let mut gw = SpawnedGateway {
-            child,
-            pid,
-            agent_addr: ([127, 0, 0, 1], ws_port).into(),
-            admin_addr,
-            admin_token: token,
-            public_key: None,
-            tail,
-            _dir: dir,
-        };
+        let agent_addr: SocketAddr = ([127, 0, 0, 1], self.ws_port).into();
         let until = Instant::now() + START_TIMEOUT;
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(s) => {
-                    gw.agent_addr = s.agent_addr;
-                    gw.public_key = s.public_key;
-                    return Ok(gw);
+                    return Ok(Started {
+                        child,
+                        serving: Some(s),
+                        tail,
+                    })
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < until => {
-                    if let Ok(Some(status)) = gw.child.try_wait() {
-                        anyhow::bail!("gateway exited with {status}:\n{}", gw.log_tail());
+                    if let Ok(Some(status)) = child.try_wait() {
+                        anyhow::bail!("gateway exited with {status}:\n{}", log_tail(&tail));
                     }
                 }
                 Err(_) => {
                     // No serving line (a quieter RUST_LOG, say): accept a listening port.
-                    if std::net::TcpStream::connect_timeout(&gw.agent_addr, Duration::from_secs(1))
+                    if std::net::TcpStream::connect_timeout(&agent_addr, Duration::from_secs(1))
                         .is_ok()
                     {
-                        return Ok(gw);
+                        return Ok(Started {
+                            child,
+                            serving: None,
+                            tail,
+                        });
                     }
                     anyhow::bail!(
                         "gateway did not start in {START_TIMEOUT:?}:\n{}",
-                        gw.log_tail()
+                        log_tail(&tail)
                     );
                 }
             }
         }
     }
+}
+
+impl SpawnedGateway {
+    /// Starts `path serve` with the loadgen's environment plus `extra_env` (`K=V`, applied last).
+    pub fn spawn(path: &Path, extra_env: &[(String, String)]) -> anyhow::Result<SpawnedGateway> {
+        let dir = tempfile::Builder::new()
+            .prefix("aegis-loadgen-gw-")
+            .tempdir()?;
+        let ws_port = free_port()?;
+        let admin_port = free_port()?;
+        let admin_addr: SocketAddr = ([127, 0, 0, 1], admin_port).into();
+        let token: String = aegis_gateway::crypto::random::bytes::<24>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let started = Launch {
+            path,
+            extra_env,
+            dir: dir.path(),
+            ws_port,
+            admin_addr,
+            token: &token,
+            args: &[],
+        }
+        .start()?;
+        let mut gw = SpawnedGateway {
+            pid: started.child.id(),
+            child: started.child,
+            agent_addr: ([127, 0, 0, 1], ws_port).into(),
+            admin_addr,
+            admin_token: token,
+            public_key: None,
+            tail: started.tail,
+            path: path.to_path_buf(),
+            extra_env: extra_env.to_vec(),
+            _dir: dir,
+        };
+        if let Some(s) = started.serving {
+            gw.agent_addr = s.agent_addr;
+            gw.public_key = s.public_key;
+        }
+        Ok(gw)
+    }
+
+    /// Restarts it on the same ports and data directory; returns how long until the new
+    /// process logged its serving line (the old one has exited by then, or exits draining).
+    ///
+    /// # Errors
+    /// The new process did not start.
+    pub fn restart(&mut self, mode: RestartMode) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        if mode == RestartMode::StopStart {
+            let _ = crate::sys::sigterm(self.pid);
+            self.child.wait()?;
+        }
+        let launch = Launch {
+            path: &self.path,
+            extra_env: &self.extra_env,
+            dir: self._dir.path(),
+            ws_port: self.agent_addr.port(),
+            admin_addr: self.admin_addr,
+            token: &self.admin_token,
+            args: if mode == RestartMode::Takeover {
+                &["--takeover"]
+            } else {
+                &[]
+            },
+        };
+        let started = launch.start()?;
+        let took = t0.elapsed();
+        let mut old = std::mem::replace(&mut self.child, started.child);
+        self.pid = self.child.id();
+        self.tail = started.tail;
+        // The predecessor of a takeover drains and exits by itself (in cluster mode over
+        // HANDOVER_DRAIN): reaped on a thread of its own.
+        std::thread::spawn(move || old.wait());
+        Ok(took)
+    }
 
     /// The last lines it logged.
     pub fn log_tail(&self) -> String {
-        self.tail
-            .lock()
-            .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default()
+        log_tail(&self.tail)
     }
 
     /// SIGTERM, then waits up to 20 s (SIGKILL after that).

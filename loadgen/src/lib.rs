@@ -16,6 +16,7 @@
 //! | [`sim`] | one simulated agent over a socket |
 //! | [`ws`] | TCP connect (source address), hand-written upgrade, WebSocket helpers |
 //! | [`commands`] | admin `send`/`broadcast` driver of `commands`, `mixed` and `soak` |
+//! | [`restart`] | the `restart` scenario's coordinator: restarts the spawned gateway once all agents are connected |
 //! | [`soak`] | the soak's sampler: gateway RSS, descriptors, threads, CPU over time; growth |
 //! | [`admin`] | blocking HTTP/1.1 client for the admin API and `/metrics` |
 //! | [`window`] | barrier instants and gateway samples of the measured window |
@@ -45,6 +46,7 @@ pub mod options;
 pub mod procfs;
 pub mod progress;
 pub mod report;
+pub mod restart;
 pub mod scenario;
 pub mod sim;
 pub mod soak;

@@ -2,7 +2,8 @@
 
 use aegis_loadgen::cli::Cli;
 use aegis_loadgen::gateway::SpawnedGateway;
-use aegis_loadgen::options::Options;
+use aegis_loadgen::options::{Options, Scenario};
+use aegis_loadgen::restart;
 use aegis_loadgen::{driver, multiproc, sys, url, Report};
 use clap::Parser;
 use std::path::Path;
@@ -51,6 +52,19 @@ fn real_main() -> anyhow::Result<i32> {
         opts.source_ips = multiproc::default_source_ips(opts.agents);
     }
     let procs = multiproc::processes_for(opts.agents, cli.procs);
+    let mut gateway = gateway;
+    let restarter = if opts.scenario == Scenario::Restart {
+        let gw = gateway
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the restart scenario needs --spawn-gateway"))?;
+        let (agents, mode) = (opts.agents, cli.restart_mode);
+        let limit = std::time::Duration::from_secs_f64(opts.duration_s / 2.0);
+        Some(std::thread::spawn(move || {
+            restart::when_connected(gw, agents, mode, limit)
+        }))
+    } else {
+        None
+    };
     let result = if procs > 1 {
         std::env::current_exe()
             .map_err(anyhow::Error::from)
@@ -58,6 +72,14 @@ fn real_main() -> anyhow::Result<i32> {
     } else {
         driver::run(&opts)
     };
+    let mut restarted = None;
+    if let Some(t) = restarter {
+        let (gw, outcome) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("the restart thread panicked"))?;
+        restarted = Some(outcome);
+        gateway = Some(gw);
+    }
     if let Some(gw) = gateway {
         match gw.stop() {
             Ok(status) if !status.success() => {
@@ -69,6 +91,9 @@ fn real_main() -> anyhow::Result<i32> {
     }
     let report = result?;
     print!("{}", report.table());
+    if let Some(outcome) = restarted {
+        println!("{outcome}");
+    }
     if let Some(path) = &cli.json {
         write_json(path, &report)?;
     }

@@ -28,6 +28,10 @@ pub enum Scenario {
     /// `mixed` held for `--duration`, the gateway's RSS, descriptors, threads and CPU sampled
     /// every `--sample-every` seconds (growth over time).
     Soak,
+    /// Registered agents that reconnect like the deployed Go agent (one dial 2 s after a
+    /// close, stranded if it fails, then its extra reconnect loop) while the spawned gateway
+    /// is restarted (`--restart-mode`): how many come back, how fast.
+    Restart,
 }
 
 impl Scenario {
@@ -41,6 +45,7 @@ impl Scenario {
             Scenario::Commands => "commands",
             Scenario::Mixed => "mixed",
             Scenario::Soak => "soak",
+            Scenario::Restart => "restart",
         }
     }
 
@@ -48,7 +53,11 @@ impl Scenario {
     pub fn needs_registration(self) -> bool {
         matches!(
             self,
-            Scenario::ReconnectStorm | Scenario::Commands | Scenario::Mixed | Scenario::Soak
+            Scenario::ReconnectStorm
+                | Scenario::Commands
+                | Scenario::Mixed
+                | Scenario::Soak
+                | Scenario::Restart
         )
     }
 

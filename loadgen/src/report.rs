@@ -242,6 +242,13 @@ impl Report {
             "authenticated {}  registered {}  reconnected {}  connected at end {}",
             c.authenticated, c.registered, c.reconnected, c.connected_end
         );
+        if self.scenario == "restart" {
+            let _ = writeln!(
+                s,
+                "restart: back {} of {} registered  stranded {} (their one dial failed)",
+                c.returned, c.registered, c.stranded
+            );
+        }
         let _ = writeln!(
             s,
             "messages sent {} ({:.0}/s)  accepted {} ({:.0}/s)",

@@ -9,6 +9,7 @@
 //! | commands | connect + registration | | receive/ack until the driver is done |
 //! | mixed | connect + registration | | steady traffic + commands until the deadline |
 //! | soak | connect + registration | | as mixed; the coordinating thread samples the gateway |
+//! | restart | connect + registration | | heartbeats; the spawned gateway restarts; agents reconnect like the Go agent |
 //!
 //! Every window that sends ends with a ping barrier per agent ([`Sim::settle`]): the pong proves
 //! the gateway processed everything the agent wrote, which is when messages count as accepted.
@@ -78,6 +79,7 @@ pub async fn script(env: Rc<Env>, shared: Arc<Shared>, sims: Vec<Sim>) {
             run_all(&env, &shared, sims, deadline, heartbeat, events).await
         }
         Scenario::ReconnectStorm => storm(&env, sims).await,
+        Scenario::Restart => live_like_go(&env, sims, heartbeat).await,
         Scenario::Throughput => blast_all(&env, sims, frames).await,
     };
     let still = connected(&sims);
@@ -101,6 +103,27 @@ async fn storm(env: &Rc<Env>, mut sims: Vec<Sim>) -> Vec<Sim> {
     }
     let mut out = connect_all(env, ready, 0.0, h::STORM_HANDSHAKE).await;
     out.extend(lost);
+    out
+}
+
+/// Every agent lives like the deployed Go agent until the deadline (`restart`).
+async fn live_like_go(env: &Rc<Env>, sims: Vec<Sim>, heartbeat: Option<Duration>) -> Vec<Sim> {
+    let tasks: Vec<_> = sims
+        .into_iter()
+        .map(|mut sim| {
+            let env = Rc::clone(env);
+            glommio::spawn_local(async move {
+                if sim.ws.is_some() {
+                    sim.live_like_go(&env, heartbeat).await;
+                }
+                sim
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
     out
 }
 

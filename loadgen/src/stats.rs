@@ -20,6 +20,8 @@ pub mod h {
     pub const COMMAND: &str = "command";
     /// Admin `broadcast` → agent opened it.
     pub const BROADCAST: &str = "broadcast";
+    /// `restart`: the gateway's close → the agent authenticated again (its one dial).
+    pub const RESTART_BACK: &str = "restart_back";
     /// One admin HTTP request, written → response read.
     pub const ADMIN_HTTP: &str = "admin_http";
 }
@@ -87,6 +89,12 @@ pub struct Counts {
     pub broadcasts_received: u64,
     /// Commands opened again (same message id on the same agent).
     pub duplicates: u64,
+    /// Agents that gave up for good (`restart`: their one dial after a close failed).
+    #[serde(default)]
+    pub stranded: u64,
+    /// Agents whose one dial after the gateway's close succeeded (`restart`).
+    #[serde(default)]
+    pub returned: u64,
 }
 
 impl Counts {
@@ -109,6 +117,8 @@ impl Counts {
         self.broadcast_targets += o.broadcast_targets;
         self.broadcasts_received += o.broadcasts_received;
         self.duplicates += o.duplicates;
+        self.stranded += o.stranded;
+        self.returned += o.returned;
     }
 }
 

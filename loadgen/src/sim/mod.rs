@@ -3,6 +3,7 @@
 //! pre-signed blast of the throughput scenario ([`blast`]).
 
 mod blast;
+mod go_like;
 
 pub use blast::{event_body, BARRIER};
 
