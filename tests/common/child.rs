@@ -37,9 +37,18 @@ impl Child {
         args: &[&str],
     ) -> Child {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aegis-gateway"));
-        cmd.arg("serve")
-            .args(args)
-            .env("DATA_DIR", data_dir)
+        cmd.arg("serve").args(args);
+        Self::spawn_command(cmd, data_dir, extra_env)
+    }
+
+    /// Runs `cmd` (which execs `aegis-gateway serve` in the end) with the child environment;
+    /// waits for its "serving" line.
+    pub fn spawn_command(
+        mut cmd: std::process::Command,
+        data_dir: &std::path::Path,
+        extra_env: &[(&str, &str)],
+    ) -> Child {
+        cmd.env("DATA_DIR", data_dir)
             .env("WEBSOCKET_ADDR", "127.0.0.1:0")
             .env("ADMIN_ADDR", "127.0.0.1:0")
             .env("ADMIN_TOKEN", CHILD_TOKEN)
