@@ -87,6 +87,12 @@ pub struct Cli {
     /// Admin sends per second (commands, mixed, soak) [default: 20 for soak, else 500].
     #[arg(long)]
     pub command_rate: Option<f64>,
+    /// Admin sends in flight at once, each on its own connection (commands, mixed, soak).
+    #[arg(long, default_value_t = 1)]
+    pub command_concurrency: usize,
+    /// commands: agents disconnect after registering; every send is an enqueue (`queued`).
+    #[arg(long)]
+    pub offline: bool,
     /// Seconds between two samples of the gateway (RSS, descriptors, threads, CPU) in soak.
     #[arg(long, default_value_t = 30.0)]
     pub sample_every: f64,
@@ -129,6 +135,8 @@ impl Cli {
         o.gateway_pid = self.gateway_pid;
         o.source_ips = self.source_ips.clone();
         o.commands = self.commands;
+        o.command_concurrency = self.command_concurrency;
+        o.offline = self.offline;
         if let Some(r) = self.command_rate {
             o.command_rate = r;
         }

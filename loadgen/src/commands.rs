@@ -25,10 +25,19 @@ pub struct Driven {
     pub broadcast_http_ms: Option<f64>,
 }
 
-/// Drives commands until done or the deadline; sets `shared.stop` for `commands`.
-pub fn drive(shared: &Shared, admin: &Endpoint) -> Driven {
+/// Drives commands until done or the deadline; sets `shared.stop` for `commands`. With several
+/// admin endpoints (cluster nodes, agent `g` on node `g % n`), each send goes through the node
+/// after its agent's: every command crosses nodes.
+pub fn drive(shared: &Shared, admins: &[Endpoint]) -> Driven {
     let o = &shared.opts;
     let rec = Recorder::new(Arc::clone(&shared.live));
+    let Some(admin) = admins.first() else {
+        rec.error("no_admin_endpoint");
+        return Driven {
+            tally: rec.tally.borrow().clone(),
+            broadcast_http_ms: None,
+        };
+    };
     let mut client = AdminClient::new(admin.clone(), o.admin_token.clone());
     let uids = shared.uids.lock().map(|u| u.clone()).unwrap_or_default();
     let mut broadcast_http_ms = None;
@@ -47,11 +56,33 @@ pub fn drive(shared: &Shared, admin: &Endpoint) -> Driven {
             Scenario::Commands => o.commands.unwrap_or(uids.len()),
             _ => usize::MAX,
         };
-        send_commands(shared, &mut client, &rec, &uids, total, send_until);
-        if o.scenario == Scenario::Commands && o.child.is_none_or(|c| c.index == 0) {
+        let senders = o.command_concurrency.max(1);
+        let tallies: Vec<Tally> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..senders)
+                .map(|k| {
+                    let (uids, rec_live) = (&uids, Arc::clone(&shared.live));
+                    s.spawn(move || {
+                        let rec = Recorder::new(rec_live);
+                        let mut clients: Vec<AdminClient> = admins
+                            .iter()
+                            .map(|a| AdminClient::new(a.clone(), o.admin_token.clone()))
+                            .collect();
+                        let lane = Lane { k, of: senders };
+                        send_commands(shared, &mut clients, &rec, uids, total, send_until, lane);
+                        let t = rec.tally.borrow().clone();
+                        t
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for t in &tallies {
+            rec.tally.borrow_mut().merge(t);
+        }
+        if o.scenario == Scenario::Commands && !o.offline && o.child.is_none_or(|c| c.index == 0) {
             broadcast_http_ms = broadcast(&mut client, &rec, o.run_id.as_str());
         }
-        if o.scenario == Scenario::Commands {
+        if o.scenario == Scenario::Commands && !o.offline {
             await_delivery(shared, &rec, uids.len() as u64);
         }
     }
@@ -63,18 +94,26 @@ pub fn drive(shared: &Shared, admin: &Endpoint) -> Driven {
     }
 }
 
+/// Which sends one sender thread makes: those with `i % of == k`.
+#[derive(Clone, Copy)]
+struct Lane {
+    k: usize,
+    of: usize,
+}
+
 fn send_commands(
     shared: &Shared,
-    client: &mut AdminClient,
+    clients: &mut [AdminClient],
     rec: &Recorder,
     uids: &[(String, usize)],
     total: usize,
     until: Instant,
+    lane: Lane,
 ) {
     let o = &shared.opts;
     let interval = (o.command_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / o.command_rate));
     let start = Instant::now();
-    let mut i = 0usize;
+    let mut i = lane.k;
     while i < total && Instant::now() < until && !shared.sync.aborted() {
         if let Some(d) = interval {
             let due = start + d.mul_f64(i as f64);
@@ -83,7 +122,11 @@ fn send_commands(
                 std::thread::sleep(due - now);
             }
         }
-        let Some((uid, _)) = uids.get(i % uids.len()) else {
+        let Some((uid, index)) = uids.get(i % uids.len()) else {
+            break;
+        };
+        let n = clients.len().max(1);
+        let Some(client) = clients.get_mut((index + 1) % n) else {
             break;
         };
         let body = json!({
@@ -108,7 +151,7 @@ fn send_commands(
             Ok(r) => rec.error(&format!("admin_http_{}", r.status)),
             Err(_) => rec.error("admin_io"),
         }
-        i += 1;
+        i += lane.of;
     }
 }
 

@@ -24,6 +24,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let shared = Arc::new(Shared {
         opts: Arc::new(opts.clone()),
         ep,
+        eps: opts.agent_endpoints()?,
         live: Arc::new(Live::default()),
         sync: PhaseSync::default(),
         stop: AtomicBool::new(false),
@@ -78,8 +79,8 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut broadcast_http_ms = None;
     let mut driver_tally = None;
     if ok && opts.scenario.needs_admin() {
-        if let Some(admin) = &admin {
-            let d = crate::commands::drive(&shared, admin);
+        if admin.is_some() {
+            let d = crate::commands::drive(&shared, &opts.admin_endpoints()?);
             broadcast_http_ms = d.broadcast_http_ms;
             driver_tally = Some(d.tally);
         }

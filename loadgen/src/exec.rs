@@ -100,6 +100,8 @@ pub struct Shared {
     pub opts: Arc<Options>,
     /// Agent endpoint.
     pub ep: Endpoint,
+    /// Every agent endpoint (several with cluster nodes; `ep` is the first).
+    pub eps: Vec<Endpoint>,
     /// Progress counters.
     pub live: Arc<Live>,
     /// Barriers.
@@ -137,6 +139,7 @@ impl Executors {
                     let rec = Rc::new(Recorder::new(Arc::clone(&shared.live)));
                     let env = Rc::new(Env {
                         ep: shared.ep.clone(),
+                        eps: shared.eps.clone(),
                         opts: Arc::clone(&shared.opts),
                         rec: Rc::clone(&rec),
                         deadline: shared.deadline,

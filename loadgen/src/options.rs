@@ -151,6 +151,13 @@ pub struct Options {
     pub commands: Option<usize>,
     /// Admin sends per second (`commands`, `mixed`, `soak`; 0: as fast as answered).
     pub command_rate: f64,
+    /// Admin requests in flight at once (one connection and thread each).
+    #[serde(default = "one")]
+    pub command_concurrency: usize,
+    /// `commands`: the agents disconnect after registering, so every send is a durable enqueue
+    /// (`queued`) and nothing is delivered in the run (no broadcast, no delivery wait).
+    #[serde(default)]
+    pub offline: bool,
     /// Seconds between two samples of the gateway in `soak`.
     pub sample_every_s: f64,
     /// Print the progress line.
@@ -159,6 +166,10 @@ pub struct Options {
     pub child: Option<ChildRole>,
     /// Tag in agent ids, unique per run.
     pub run_id: String,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// An invalid combination of options.
@@ -212,6 +223,8 @@ impl Options {
             } else {
                 500.0
             },
+            command_concurrency: 1,
+            offline: false,
             sample_every_s: 30.0,
             progress: true,
             child: None,
@@ -229,13 +242,40 @@ impl Options {
         self.validate_split()
     }
 
+    /// The agent endpoints: `url` is one, or several comma-separated (cluster nodes; agent `g`
+    /// connects to the `g % n`-th).
+    ///
+    /// # Errors
+    /// A URL that is not `ws://` on loopback.
+    pub fn agent_endpoints(&self) -> Result<Vec<Endpoint>, url::UrlError> {
+        self.url
+            .split(',')
+            .map(|u| url::parse_ws(u.trim()))
+            .collect()
+    }
+
+    /// The admin endpoints (none, one, or several comma-separated: cluster nodes).
+    ///
+    /// # Errors
+    /// A URL that is not `http://` on loopback.
+    pub fn admin_endpoints(&self) -> Result<Vec<Endpoint>, url::UrlError> {
+        self.admin
+            .iter()
+            .flat_map(|a| a.split(','))
+            .map(|u| url::parse_http(u.trim()))
+            .collect()
+    }
+
     /// Checks the options of a run that may be split over several processes.
     pub fn validate_split(&self) -> Result<(Endpoint, Option<Endpoint>), OptionsError> {
-        let agent = url::parse_ws(&self.url)?;
-        let admin = self.admin.as_deref().map(url::parse_http).transpose()?;
+        let agent = self.agent_endpoints()?.swap_remove(0);
+        let admin = self.admin_endpoints()?.into_iter().next();
         let range = |m: &str| Err(OptionsError::Range(m.to_string()));
         if self.agents == 0 {
             return range("--agents must be at least 1");
+        }
+        if !(1..=256).contains(&self.command_concurrency) {
+            return range("--command-concurrency must be in 1..=256");
         }
         if self.agents > 10_000_000 {
             return range("--agents is at most 10000000");
@@ -320,6 +360,27 @@ fn run_id() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn several_comma_separated_urls_are_cluster_nodes() {
+        let mut o = Options::new(Scenario::Commands);
+        o.url = "ws://127.0.0.1:8081/ws/agent, ws://127.0.0.2:8082/ws/agent".into();
+        o.admin = Some("http://127.0.0.1:9091,http://127.0.0.1:9092".into());
+        let agents = o.agent_endpoints().unwrap();
+        assert_eq!(agents.len(), 2);
+        assert_eq!(agents[1].addr, "127.0.0.2:8082".parse().unwrap());
+        assert_eq!(o.admin_endpoints().unwrap().len(), 2);
+        o.url = "ws://127.0.0.1:8081/,ws://8.8.8.8:80/".into();
+        assert!(
+            o.agent_endpoints().is_err(),
+            "every node must be on loopback"
+        );
+        o.url = "ws://127.0.0.1:8081/".into();
+        o.admin_token = Some("t".into());
+        o.command_concurrency = 0;
+        assert!(matches!(o.validate(), Err(OptionsError::Range(_))));
+    }
+
     use super::*;
 
     #[test]

@@ -66,6 +66,12 @@ pub async fn script(env: Rc<Env>, shared: Arc<Shared>, sims: Vec<Sim>) {
             s.prepare_m1();
         }
     }
+    if o.offline && o.scenario == Scenario::Commands {
+        // Every send becomes an enqueue for an offline agent.
+        for s in sims.iter_mut() {
+            s.close(&env).await;
+        }
+    }
     if !shared.sync.barrier(B_READY).await {
         close_all(&env, sims).await;
         return;

@@ -35,6 +35,8 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Env {
     /// Agent endpoint.
     pub ep: Endpoint,
+    /// Every agent endpoint (cluster nodes; agent `g` uses `eps[g % len]`).
+    pub eps: Vec<Endpoint>,
     /// The run's options.
     pub opts: Arc<Options>,
     /// The executor's recorder.
@@ -44,6 +46,13 @@ pub struct Env {
 }
 
 impl Env {
+    /// The endpoint agent `index` connects to.
+    pub fn ep_for(&self, index: usize) -> &Endpoint {
+        self.eps
+            .get(index % self.eps.len().max(1))
+            .unwrap_or(&self.ep)
+    }
+
     /// `STEP_TIMEOUT`, shortened so nothing waits past the deadline.
     pub fn step(&self) -> Duration {
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -173,14 +182,15 @@ impl Sim {
     pub async fn connect(&mut self, env: &Env, hist: &str) -> Result<(), Fail> {
         self.disconnect(env);
         let step = env.step();
-        let stream = tcp_connect(env.ep.addr, self.source, step).await?;
+        let ep = env.ep_for(self.index);
+        let stream = tcp_connect(ep.addr, self.source, step).await?;
         let prepared = self.prepared_m1.take();
         if prepared.is_none() {
             self.agent.reset_session();
         }
         let reconnect = self.creds.as_ref().map(|(u, t)| (u.as_str(), t.as_str()));
         let req = upgrade_request(
-            &env.ep,
+            ep,
             self.agent.agent_id(),
             self.agent.public_b64(),
             reconnect,
