@@ -78,12 +78,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     };
     let mut broadcast_http_ms = None;
     let mut driver_tally = None;
-    if ok && opts.scenario.needs_admin() {
-        if admin.is_some() {
-            let d = crate::commands::drive(&shared, &opts.admin_endpoints()?);
-            broadcast_http_ms = d.broadcast_http_ms;
-            driver_tally = Some(d.tally);
-        }
+    if ok && opts.scenario.needs_admin() && admin.is_some() {
+        let d = crate::commands::drive(&shared, &opts.admin_endpoints()?);
+        broadcast_http_ms = d.broadcast_http_ms;
+        driver_tally = Some(d.tally);
     }
     // The soak's last sample is taken at the end of the window, before the agents close.
     let mut soak = None;
