@@ -36,6 +36,8 @@ use std::time::Duration;
 const CAS_TRIES: usize = 8;
 /// How long a request to another node may take.
 const NODE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Presence reads a session lookup keeps in flight at once.
+const READS_IN_FLIGHT: usize = 256;
 /// How often a node refreshes its lease.
 const LEASE_EVERY: Duration = Duration::from_secs(5);
 
@@ -225,19 +227,21 @@ async fn elsewhere(
     uid: &str,
     alive: &mut HashMap<String, bool>,
 ) -> Result<Option<Holder>, StoreError> {
+    match other_holder(n, uid).await? {
+        Some(h) => Ok(is_alive(n, &h, alive).await?.then_some(h)),
+        None => Ok(None),
+    }
+}
+
+/// The holder of `uid` if it is another run than this one (alive or not).
+async fn other_holder(n: &Nats, uid: &str) -> Result<Option<Holder>, StoreError> {
     if !names::is_plain(uid) {
         return Ok(None);
     }
-    let Some(h) = read::entry(&n.presence, uid)
+    let h = read::entry(&n.presence, uid)
         .await?
-        .and_then(|(v, _)| holder_of(&v))
-    else {
-        return Ok(None);
-    };
-    if h.is_mine(n) {
-        return Ok(None);
-    }
-    Ok(is_alive(n, &h, alive).await?.then_some(h))
+        .and_then(|(v, _)| holder_of(&v));
+    Ok(h.filter(|h| !h.is_mine(n)))
 }
 
 /// Whether the run holding `h` has a lease.
@@ -257,13 +261,24 @@ async fn is_alive(
 
 /// The sessions of agents on other live nodes, in input order.
 pub async fn sessions(n: &Nats, uids: Vec<String>) -> Result<Vec<Option<SessionInfo>>, StoreError> {
+    // The presence reads in flight together (a broadcast asks for every agent), the few lease
+    // lookups after them, cached per node run.
+    let reads: Vec<_> = uids.iter().map(|uid| other_holder(n, uid)).collect();
+    let holders: Vec<Result<Option<Holder>, StoreError>> = futures_util::stream::iter(reads)
+        .buffered(READS_IN_FLIGHT)
+        .collect()
+        .await;
     let mut alive = HashMap::new();
     let mut out = Vec::with_capacity(uids.len());
-    for uid in &uids {
-        out.push(elsewhere(n, uid, &mut alive).await?.map(|h| SessionInfo {
-            profile: h.profile,
-            session_expires: h.session_expires,
-        }));
+    for h in holders {
+        let live = match h? {
+            Some(h) if is_alive(n, &h, &mut alive).await? => Some(SessionInfo {
+                profile: h.profile,
+                session_expires: h.session_expires,
+            }),
+            _ => None,
+        };
+        out.push(live);
     }
     Ok(out)
 }
