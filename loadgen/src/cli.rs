@@ -49,8 +49,9 @@ pub struct Cli {
     /// glommio executors [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Handshakes in flight per executor.
-    #[arg(long, default_value_t = 256)]
+    /// Handshakes in flight per executor. The default keeps one source address under the
+    /// gateway's 256 pending registrations per client IP with two executors.
+    #[arg(long, default_value_t = 100)]
     pub max_inflight: usize,
     /// Gateway pid whose CPU and RSS are sampled from /proc.
     #[arg(long, conflicts_with = "spawn_gateway")]

@@ -211,7 +211,8 @@ impl Options {
             register: scenario.needs_registration(),
             frames: 2000,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            max_inflight: 256,
+            // Two executors × 100 stay under the gateway's 256 pending registrations per IP.
+            max_inflight: 100,
             admin: None,
             admin_token: None,
             gateway_key: None,
