@@ -176,10 +176,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
-            if !offer.taken() {
-                tracing::info!("signal received: draining");
-                running.shutdown();
-            } else if config.nats.cluster() {
+            if offer.taken() && config.nats.cluster() {
                 // No embedded store to wait for: the successor starts now, while the agents
                 // connected here stay until they leave or their turn in the spread drain.
                 offer.release();
@@ -189,13 +186,16 @@ fn main() -> anyhow::Result<()> {
                 );
                 running.hand_over(config.handover_drain);
             } else {
-                // The embedded store belongs to one process: close it before the successor
-                // opens it (dials meanwhile wait in the sockets' backlog).
-                tracing::info!("handed over to a successor: draining");
+                if offer.taken() {
+                    tracing::info!("handed over to a successor: draining");
+                } else {
+                    tracing::info!("signal received: draining");
+                }
                 running.shutdown();
+                // The embedded store belongs to one process and is closed now: a successor
+                // may open it (its dials meanwhile waited in the sockets' backlog).
+                offer.release();
             }
-            // The store is closed: the successor may open it.
-            offer.release();
             tracing::info!("stopped");
             Ok(())
         }

@@ -154,19 +154,22 @@ impl Running {
     /// Drains and waits for exit: `/readyz` turns unready first, then the shards stop accepting
     /// and close agents with 1001, then the admin listener stops.
     pub fn shutdown(self) {
+        self.unready();
+        self.gateway.handle().shutdown();
+        self.join();
+    }
+
+    /// `/readyz` answers 503 from now on (a drain began).
+    fn unready(&self) {
         self.ready.store(false, Ordering::Release);
         metrics::gauge!(crate::metrics::READY).set(0.0);
-        let handle = self.gateway.handle();
-        handle.shutdown();
-        self.join();
     }
 
     /// Drains after a hand-over: `/readyz` turns unready and the admin listener stops (the
     /// successor answers on the same socket), the shards stop accepting and keep their agents,
     /// closing those still connected one by one over `spread`, then exit.
     pub fn hand_over(self, spread: std::time::Duration) {
-        self.ready.store(false, Ordering::Release);
-        metrics::gauge!(crate::metrics::READY).set(0.0);
+        self.unready();
         self.admin.stop();
         self.gateway.handle().shutdown_spread(spread);
         self.gateway.join();

@@ -114,39 +114,45 @@ async fn storm(env: &Rc<Env>, mut sims: Vec<Sim>) -> Vec<Sim> {
 
 /// Every agent lives like the deployed Go agent until the deadline (`restart`).
 async fn live_like_go(env: &Rc<Env>, sims: Vec<Sim>, heartbeat: Option<Duration>) -> Vec<Sim> {
-    let tasks: Vec<_> = sims
-        .into_iter()
-        .map(|mut sim| {
-            let env = Rc::clone(env);
-            glommio::spawn_local(async move {
-                if sim.ws.is_some() {
-                    sim.live_like_go(&env, heartbeat).await;
-                }
-                sim
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(t.await);
-    }
-    out
+    concurrently(sims, |mut sim| {
+        let env = Rc::clone(env);
+        async move {
+            if sim.ws.is_some() {
+                sim.live_like_go(&env, heartbeat).await;
+            }
+            sim
+        }
+    })
+    .await
 }
 
 /// Every agent blasts its pre-signed frames concurrently.
 async fn blast_all(env: &Rc<Env>, sims: Vec<Sim>, frames: Vec<Vec<Message>>) -> Vec<Sim> {
-    let tasks: Vec<_> = sims
+    let work = sims
         .into_iter()
-        .zip(frames.into_iter().chain(std::iter::repeat_with(Vec::new)))
-        .map(|(mut sim, f)| {
-            let env = Rc::clone(env);
-            glommio::spawn_local(async move {
-                if sim.ws.is_some() && !f.is_empty() {
-                    sim.blast(&env, f).await;
-                }
-                sim
-            })
-        })
+        .zip(frames.into_iter().chain(std::iter::repeat_with(Vec::new)));
+    concurrently(work, |(mut sim, f)| {
+        let env = Rc::clone(env);
+        async move {
+            if sim.ws.is_some() && !f.is_empty() {
+                sim.blast(&env, f).await;
+            }
+            sim
+        }
+    })
+    .await
+}
+
+/// Runs `work` on every item, each as a task of its own on this executor; the agents come
+/// back in item order.
+async fn concurrently<T, F, Fut>(items: impl IntoIterator<Item = T>, mut work: F) -> Vec<Sim>
+where
+    F: FnMut(T) -> Fut,
+    Fut: std::future::Future<Output = Sim> + 'static,
+{
+    let tasks: Vec<_> = items
+        .into_iter()
+        .map(|item| glommio::spawn_local(work(item)))
         .collect();
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {

@@ -5,37 +5,31 @@
 
 mod common;
 
-use serde_json::Value;
-use std::process::Command;
-
 #[test]
 fn a_takeover_restart_brings_every_go_like_agent_back() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("restart.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_aegis-loadgen"))
-        .arg("restart")
-        .arg("--spawn-gateway")
-        .arg(common::gateway_binary())
-        .args(["--agents", "20", "--profile", "mix", "--duration", "12"])
-        .args(["--heartbeat", "1", "--restart-mode", "takeover", "--quiet"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("aegis-loadgen runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {}\n{stdout}\n{stderr}",
-        out.status
+    let run = common::run_binary(
+        "restart",
+        &[
+            "--agents",
+            "20",
+            "--profile",
+            "mix",
+            "--duration",
+            "12",
+            "--heartbeat",
+            "1",
+            "--restart-mode",
+            "takeover",
+        ],
     );
     assert!(
-        stdout.contains(
+        run.stdout.contains(
             "restart (Takeover) with 20 agents connected: the new gateway logged serving"
         ),
-        "{stdout}"
+        "{}",
+        run.stdout
     );
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = &run.report;
     let c = &r["counts"];
     assert_eq!(r["errors_total"], 0, "{r:#}");
     assert_eq!(c["registered"], 20, "{c}");

@@ -5,54 +5,36 @@
 mod common;
 
 use serde_json::Value;
-use std::process::Command;
 
 const AGENTS: u64 = 20;
 
 /// Runs a 5 s soak (with `extra` flags); returns the JSON report and the loadgen's stderr.
 fn soak(extra: &[&str]) -> (Value, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("soak.json");
     let agents = AGENTS.to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_aegis-loadgen"))
-        .arg("soak")
-        .arg("--spawn-gateway")
-        .arg(common::gateway_binary())
-        .args([
-            "--agents",
-            &agents,
-            "--duration",
-            "5",
-            "--sample-every",
-            "1",
-        ])
-        .args([
-            "--heartbeat",
-            "0.5",
-            "--event-rate",
-            "2",
-            "--command-rate",
-            "10",
-        ])
-        .args(["--quiet", "--json"])
-        .arg(&json)
-        .args(extra)
-        .output()
-        .expect("aegis-loadgen runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut args = vec![
+        "--agents",
+        &agents,
+        "--duration",
+        "5",
+        "--sample-every",
+        "1",
+    ];
+    args.extend([
+        "--heartbeat",
+        "0.5",
+        "--event-rate",
+        "2",
+        "--command-rate",
+        "10",
+    ]);
+    args.extend(extra);
+    let run = common::run_binary("soak", &args);
     assert!(
-        out.status.success(),
-        "exit {}\n{stdout}\n{stderr}",
-        out.status
+        run.stdout.contains("soak: "),
+        "the table shows the soak:\n{}",
+        run.stdout
     );
-    let text = std::fs::read_to_string(&json).expect("JSON report written");
-    let report: Value = serde_json::from_str(&text).expect("JSON report parses");
-    assert!(
-        stdout.contains("soak: "),
-        "the table shows the soak:\n{stdout}"
-    );
-    (report, stderr)
+    (run.report, run.stderr)
 }
 
 fn u(v: &Value) -> u64 {

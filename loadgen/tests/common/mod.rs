@@ -85,3 +85,41 @@ pub fn gateway_binary() -> std::path::PathBuf {
             )
         })
 }
+
+/// What one run of the `aegis-loadgen` binary printed and reported.
+pub struct BinaryRun {
+    /// The JSON report (`--json`).
+    pub report: serde_json::Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `aegis-loadgen SCENARIO --spawn-gateway <gateway> ARGS… --quiet --json FILE`; asserts
+/// it exited 0 and returns its report and output.
+pub fn run_binary(scenario: &str, args: &[&str]) -> BinaryRun {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aegis-loadgen"))
+        .arg(scenario)
+        .arg("--spawn-gateway")
+        .arg(gateway_binary())
+        .args(args)
+        .args(["--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .expect("aegis-loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON report written");
+    let report = serde_json::from_str(&text).expect("JSON report parses");
+    BinaryRun {
+        report,
+        stdout,
+        stderr,
+    }
+}
