@@ -203,7 +203,8 @@ impl Gateway {
                 .map_err(bind_error)?;
             let builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
-                .io_memory(rt::IO_MEMORY);
+                .io_memory(rt::IO_MEMORY)
+                .ring_depth(rt::RING_DEPTH);
             let join = builder
                 .spawn(move || async move {
                     listener::run_shard(id, shared, mesh, listener, control_rx, ready).await;
