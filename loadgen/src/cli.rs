@@ -36,6 +36,10 @@ pub struct Cli {
     /// Events per agent per second [default: 1 for steady and mixed, 0.1 for soak, else 0].
     #[arg(long)]
     pub event_rate: Option<f64>,
+    /// Seconds between two WebSocket pings per agent (0: none) [default: 20 for fleet, like
+    /// the Go agent, else 0].
+    #[arg(long)]
+    pub ping: Option<f64>,
     /// Event body size in bytes.
     #[arg(long, default_value_t = 256)]
     pub payload: usize,
@@ -122,6 +126,9 @@ impl Cli {
         o.heartbeat_s = self.heartbeat;
         if let Some(r) = self.event_rate {
             o.event_rate = r;
+        }
+        if let Some(p) = self.ping {
+            o.ping_s = p;
         }
         o.payload = self.payload;
         o.register = self.register || self.scenario.needs_registration();

@@ -50,8 +50,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         _ => None,
     };
     // The crypto floor's first half, before any agent runs (see `crate::floor`).
-    let floor =
-        (opts.scenario == Scenario::Throughput && opts.child.is_none()).then(|| start_floor(opts));
+    let floor = start_floor(opts).filter(|_| opts.child.is_none());
     let mut window = Window::new(window_pid(opts), metrics);
     let execs = match Executors::start(&shared, crate::scenario::script) {
         Ok(e) => e,
@@ -122,11 +121,11 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// The crypto floor's rounds before a `throughput` run.
-pub fn start_floor(opts: &Options) -> crate::floor::Measure {
-    let mut floor = crate::floor::Measure::new(opts.payload);
+/// The crypto floor's rounds before a `throughput` or `fleet` run (`None` for the others).
+pub fn start_floor(opts: &Options) -> Option<crate::floor::Measure> {
+    let mut floor = crate::floor::Measure::of(opts)?;
     floor.sample(crate::floor::ROUNDS);
-    floor
+    Some(floor)
 }
 
 /// The floor's rounds after the window, once the gateway is idle; the median of all rounds.

@@ -113,7 +113,7 @@ pub fn run_parent(opts: &Options, procs: usize, exe: &std::path::Path) -> anyhow
             .map(|a| AdminClient::new(a, opts.admin_token.clone())),
         _ => None,
     };
-    let floor = (opts.scenario == Scenario::Throughput).then(|| crate::driver::start_floor(opts));
+    let floor = crate::driver::start_floor(opts);
     let mut window = Window::new(opts.gateway_pid, metrics);
     let deadline = Instant::now() + Duration::from_secs_f64(opts.duration_s) + crate::driver::GRACE;
     let mut arrived = vec![vec![false; procs]; B_END + 1];

@@ -28,6 +28,11 @@ pub enum Scenario {
     /// `mixed` held for `--duration`, the gateway's RSS, descriptors, threads and CPU sampled
     /// every `--sample-every` seconds (growth over time).
     Soak,
+    /// The shape of a real fleet: registered agents, each with a heartbeat every
+    /// `--heartbeat` s (and optional events), pinging every `--ping` s like the Go agent; the
+    /// gateway's CPU per inbound message (user and sys), per connection per second, per
+    /// handshake, and the crypto floor of the same heartbeats measured in the same run.
+    Fleet,
     /// Registered agents that reconnect like the deployed Go agent (one dial 2 s after a
     /// close, stranded if it fails, then its extra reconnect loop) while the spawned gateway
     /// is restarted (`--restart-mode`): how many come back, how fast.
@@ -46,6 +51,7 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::Soak => "soak",
             Scenario::Restart => "restart",
+            Scenario::Fleet => "fleet",
         }
     }
 
@@ -58,6 +64,7 @@ impl Scenario {
                 | Scenario::Mixed
                 | Scenario::Soak
                 | Scenario::Restart
+                | Scenario::Fleet
         )
     }
 
@@ -69,7 +76,10 @@ impl Scenario {
     /// Whether agents send heartbeats and events through the window (and, with the admin
     /// API, get periodic commands).
     pub fn steady_traffic(self) -> bool {
-        matches!(self, Scenario::Steady | Scenario::Mixed | Scenario::Soak)
+        matches!(
+            self,
+            Scenario::Steady | Scenario::Mixed | Scenario::Soak | Scenario::Fleet
+        )
     }
 }
 
@@ -127,6 +137,9 @@ pub struct Options {
     pub heartbeat_s: f64,
     /// Events per agent per second.
     pub event_rate: f64,
+    /// Seconds between two WebSocket pings of each agent (0: none; the Go agent's is 20).
+    #[serde(default)]
+    pub ping_s: f64,
     /// Size of an event's JSON body in bytes (at least its fixed fields).
     pub payload: usize,
     /// Register (M3/M4) on the first connection.
@@ -206,6 +219,11 @@ impl Options {
                 Scenario::Steady | Scenario::Mixed => 1.0,
                 Scenario::Soak => 0.1,
                 _ => 0.0,
+            },
+            ping_s: if scenario == Scenario::Fleet {
+                20.0
+            } else {
+                0.0
             },
             payload: 256,
             register: scenario.needs_registration(),
@@ -291,6 +309,7 @@ impl Options {
             ("--ramp", self.ramp),
             ("--heartbeat", self.heartbeat_s),
             ("--event-rate", self.event_rate),
+            ("--ping", self.ping_s),
             ("--command-rate", self.command_rate),
             ("--sample-every", self.sample_every_s),
         ] {

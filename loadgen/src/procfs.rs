@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub struct ProcSample {
     /// User + system CPU time in seconds.
     pub cpu_s: f64,
+    /// Of `cpu_s`, the system (kernel) part.
+    #[serde(default)]
+    pub sys_s: f64,
     /// Resident set size in bytes.
     pub rss_bytes: u64,
 }
@@ -17,9 +20,11 @@ pub struct ProcSample {
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let ticks = cpu_ticks(&stat)?;
+    let (user, sys) = cpu_split(&stat)?;
+    let hz = crate::sys::clock_ticks_per_second() as f64;
     Some(ProcSample {
-        cpu_s: ticks as f64 / crate::sys::clock_ticks_per_second() as f64,
+        cpu_s: (user + sys) as f64 / hz,
+        sys_s: sys as f64 / hz,
         rss_bytes: rss_bytes(&status)?,
     })
 }
@@ -58,15 +63,15 @@ pub fn threads(status: &str) -> Option<u64> {
     line["Threads:".len()..].trim().parse().ok()
 }
 
-/// utime + stime in clock ticks from the text of `/proc/PID/stat`. Fields are counted after the
+/// (utime, stime) in clock ticks from the text of `/proc/PID/stat`. Fields are counted after the
 /// last `)`, since the command name in parentheses may itself contain spaces and parentheses.
-pub fn cpu_ticks(stat: &str) -> Option<u64> {
+pub fn cpu_split(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     // After the name: state(3) ppid(4) … utime(14) stime(15); `rest` starts at field 3.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// `VmRSS` in bytes from the text of `/proc/PID/status`.
@@ -88,9 +93,9 @@ mod tests {
     fn parses_stat_with_awkward_command_name() {
         let stat =
             "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 567 0 0 20 0 3 0 99 1000 50";
-        assert_eq!(cpu_ticks(stat), Some(1234 + 567));
-        assert_eq!(cpu_ticks("garbage"), None);
-        assert_eq!(cpu_ticks("1 (x) S 1 2"), None);
+        assert_eq!(cpu_split(stat), Some((1234, 567)));
+        assert_eq!(cpu_split("garbage"), None);
+        assert_eq!(cpu_split("1 (x) S 1 2"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | mixed | connect + registration | | steady traffic + commands until the deadline |
 //! | soak | connect + registration | | as mixed; the coordinating thread samples the gateway |
 //! | restart | connect + registration | | heartbeats; the spawned gateway restarts; agents reconnect like the Go agent |
+//! | fleet | connect + registration | | heartbeats (+ events) and agent pings until the deadline |
 //!
 //! Every window that sends ends with a ping barrier per agent ([`Sim::settle`]): the pong proves
 //! the gateway processed everything the agent wrote, which is when messages count as accepted.
@@ -81,7 +82,7 @@ pub async fn script(env: Rc<Env>, shared: Arc<Shared>, sims: Vec<Sim>) {
         Scenario::Connect | Scenario::Commands => {
             run_all(&env, &shared, sims, deadline, heartbeat, None).await
         }
-        Scenario::Steady | Scenario::Mixed | Scenario::Soak => {
+        Scenario::Steady | Scenario::Mixed | Scenario::Soak | Scenario::Fleet => {
             run_all(&env, &shared, sims, deadline, heartbeat, events).await
         }
         Scenario::ReconnectStorm => storm(&env, sims).await,

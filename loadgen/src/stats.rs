@@ -69,6 +69,9 @@ pub struct Counts {
     pub messages_accepted: u64,
     /// Heartbeats written.
     pub heartbeats_sent: u64,
+    /// WebSocket pings written by agents (`--ping`).
+    #[serde(default)]
+    pub pings_sent: u64,
     /// Events written.
     pub events_sent: u64,
     /// Acks written (v2 commands).
@@ -107,6 +110,7 @@ impl Counts {
         self.messages_sent += o.messages_sent;
         self.messages_accepted += o.messages_accepted;
         self.heartbeats_sent += o.heartbeats_sent;
+        self.pings_sent += o.pings_sent;
         self.events_sent += o.events_sent;
         self.acks_sent += o.acks_sent;
         self.commands_sent += o.commands_sent;

@@ -139,6 +139,15 @@ impl Agent {
         self.ident = uid.to_string();
     }
 
+    /// A v1 session as if R1 had been read (with an all-zero backend key), for floors and
+    /// benches that build the agent's messages without a gateway. v2 agents are left alone.
+    pub fn assume_v1_session(&mut self) {
+        if self.profile == Profile::V1 {
+            let k = kdf::v1_key(&self.key.public(), &[0; 32]);
+            self.keys = AgentKeys::V1(AeadKey::new(&k));
+        }
+    }
+
     /// Drops session keys, for a new connection.
     pub fn reset_session(&mut self) {
         self.keys = AgentKeys::None;

@@ -204,9 +204,145 @@ impl InboundFloor {
     }
 }
 
+/// Heartbeats of one agent as a fleet sends them — one at a time, each verified alone (the
+/// shard's batch of one at low rate) — and what it takes to check them: the floor of the
+/// `fleet` shape (DESIGN §9). v1: parse, the v1 signature string, one verify, the base64
+/// payload decoded; v2: parse, one verify, open.
+pub struct HeartbeatFloor {
+    profile: Profile,
+    ident: String,
+    pk_b64: String,
+    agent_pub: PublicKey,
+    rx: Option<AeadKey>,
+    frames: Vec<Vec<u8>>,
+    ok: Vec<bool>,
+}
+
+impl HeartbeatFloor {
+    /// `n` heartbeats of a new `profile` agent (seconds apart, as a fleet's are).
+    ///
+    /// # Panics
+    /// Only if the protocol code itself is broken (see [`link`]).
+    pub fn new(profile: Profile, n: usize) -> Self {
+        let uid = random::uuid_v4();
+        let (mut agent, rx) = match profile {
+            Profile::V2 => {
+                let (a, keys) = link(&SigningKey::generate(), "aegis-agent-001", &uid);
+                (a, Some(AeadKey::new(&keys.a2g)))
+            }
+            Profile::V1 => {
+                let mut a = Agent::new(SigningKey::generate(), "aegis-agent-001", profile, None);
+                a.set_uid(&uid);
+                a.assume_v1_session();
+                (a, None)
+            }
+        };
+        let frames = (0..n)
+            .map(|i| {
+                let ts = T0_S + 30 * i as i64;
+                let f = agent.heartbeat(ts).expect("authenticated");
+                f.into_bytes()
+            })
+            .collect();
+        HeartbeatFloor {
+            profile,
+            ident: agent.ident().to_string(),
+            pk_b64: agent.public_b64().to_string(),
+            agent_pub: PublicKey::parse(&agent.key().public()).expect("valid key"),
+            rx,
+            frames,
+            ok: Vec::with_capacity(1),
+        }
+    }
+
+    /// A fresh copy of the frames, for one run (parsing is in place).
+    pub fn inputs(&self) -> Vec<Vec<u8>> {
+        self.frames.clone()
+    }
+
+    /// How many heartbeats one [`HeartbeatFloor::run`] checks.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The floor itself on `bufs` from [`HeartbeatFloor::inputs`]; returns the total payload
+    /// length.
+    ///
+    /// # Panics
+    /// If a frame does not check out (the inputs were not this floor's).
+    pub fn run(&mut self, bufs: &mut [Vec<u8>]) -> usize {
+        let mut total = 0;
+        for b in bufs.iter_mut() {
+            let e = envelope::parse(b).expect("envelope");
+            let sig = e.signature.as_deref().and_then(decode_b64_exact::<64>);
+            let sig = sig.expect("signature");
+            let nonce = e.nonce.as_deref().expect("nonce");
+            let ty = e.msg_type.as_str();
+            let (seq, msg) = match self.profile {
+                Profile::V1 => (
+                    0,
+                    sigstr::v1_msg(&self.ident, &self.pk_b64, e.timestamp, nonce),
+                ),
+                Profile::V2 => {
+                    let seq: u64 = e.header("seq").and_then(|s| s.parse().ok()).expect("seq");
+                    let s =
+                        sigstr::v2_msg(&e.id, ty, &e.channel, e.timestamp, nonce, seq, &e.payload);
+                    (seq, s)
+                }
+            };
+            let item = ParsedItem {
+                public: &self.agent_pub,
+                msg: &msg,
+                sig: &sig,
+            };
+            verify_batch_parsed(&[item], &mut self.ok);
+            assert!(self.ok.first() == Some(&true), "heartbeat verifies");
+            let mut buf = base64::engine::general_purpose::STANDARD
+                .decode(e.payload.as_bytes())
+                .expect("payload base64");
+            total += match &self.rx {
+                None => buf.len(),
+                Some(rx) => {
+                    let aad = sigstr::v2_aad(&e.id, ty, &e.channel, e.timestamp, seq);
+                    let nonce = aead::v2_nonce(seq);
+                    rx.open_in_place(&nonce, &aad, &mut buf)
+                        .expect("opens")
+                        .len()
+                }
+            };
+        }
+        total
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_floors_check_every_heartbeat_of_both_profiles() {
+        for profile in [Profile::V1, Profile::V2] {
+            let mut f = HeartbeatFloor::new(profile, 3);
+            assert_eq!(f.len(), 3);
+            let mut bufs = f.inputs();
+            // `{"status":"healthy","timestamp":1700000000}` and its successors.
+            assert_eq!(f.run(&mut bufs), 3 * 43, "{profile:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "heartbeat verifies")]
+    fn a_heartbeat_floor_refuses_another_agents_heartbeats() {
+        let mut f = HeartbeatFloor::new(Profile::V1, 1);
+        let other = HeartbeatFloor::new(Profile::V1, 1);
+        let mut bufs = other.inputs();
+        f.run(&mut bufs);
+    }
 
     #[test]
     fn floor_checks_and_opens_every_message() {

@@ -280,6 +280,8 @@ impl Sim {
         let phase = |d: Duration| d.mul_f64(f64::from(random::bytes::<1>()[0]) / 256.0);
         let mut next_hb = heartbeat.map_or(start + far, |d| start + phase(d));
         let mut next_ev = event_every.map_or(start + far, |d| start + phase(d));
+        let ping_every = (env.opts.ping_s > 0.0).then(|| Duration::from_secs_f64(env.opts.ping_s));
+        let mut next_ping = ping_every.map_or(start + far, |d| start + phase(d));
         let channel = format!("agent.{}.logs", self.agent.ident());
         loop {
             let Some(ws) = self.ws.as_mut() else {
@@ -307,8 +309,15 @@ impl Sim {
                 env.rec.count(|c| c.events_sent += 1);
                 next_ev = (next_ev + d).max(now);
             }
+            if let (Some(d), true) = (ping_every, now >= next_ping) {
+                // The Go agent's keepalive: a ping with payload `heartbeat` (PROTOCOL §1).
+                ws.send(Message::Ping(b"heartbeat".to_vec().into())).await?;
+                env.rec.count(|c| c.pings_sent += 1);
+                next_ping = (next_ping + d).max(now);
+            }
             let wait = next_hb
                 .min(next_ev)
+                .min(next_ping)
                 .saturating_duration_since(Instant::now());
             let got = futures_lite::future::or(async { Some(next_incoming(ws).await) }, async {
                 glommio::timer::sleep(wait).await;
