@@ -134,7 +134,10 @@ impl Executors {
             let script = script.clone();
             let h = LocalExecutorBuilder::new(Placement::Unbound)
                 .name(&format!("loadgen-{id}"))
-                .io_memory(64 << 10)
+                // The gateway's ring settings and reasons: no registered buffers, and rings deep
+                // enough that cancelling one of 19,000 parked polls does not walk thousands.
+                .io_memory(aegis_gateway::shard::rt::IO_MEMORY)
+                .ring_depth(aegis_gateway::shard::rt::RING_DEPTH)
                 .spawn(move || async move {
                     let rec = Rc::new(Recorder::new(Arc::clone(&shared.live)));
                     let env = Rc::new(Env {

@@ -72,6 +72,9 @@ pub struct Counts {
     /// WebSocket pings written by agents (`--ping`).
     #[serde(default)]
     pub pings_sent: u64,
+    /// Pongs the gateway answered them with (read in the steady loop).
+    #[serde(default)]
+    pub pongs_received: u64,
     /// Events written.
     pub events_sent: u64,
     /// Acks written (v2 commands).
@@ -111,6 +114,7 @@ impl Counts {
         self.messages_accepted += o.messages_accepted;
         self.heartbeats_sent += o.heartbeats_sent;
         self.pings_sent += o.pings_sent;
+        self.pongs_received += o.pongs_received;
         self.events_sent += o.events_sent;
         self.acks_sent += o.acks_sent;
         self.commands_sent += o.commands_sent;

@@ -11,14 +11,14 @@ pub use glommio::net::{TcpListener, TcpStream};
 
 /// Locked memory registered per executor for io_uring (PITFALLS: without CAP_IPC_LOCK the
 /// default 10 MiB × 3 fails; we use no registered buffers).
-pub(crate) const IO_MEMORY: usize = 64 << 10;
+pub const IO_MEMORY: usize = 64 << 10;
 
 /// Submission entries of each io_uring of a shard (glommio's default is 128). The kernel sizes
 /// a ring's poll-cancel hash table from its completion queue (`ilog2(cq) - 5` bits, at most 8):
 /// at 128 entries a shard's 10k parked socket polls share 8 buckets, and every wake-up walks
 /// one of them when glommio cancels its previous preemption timer (`io_poll_find` was ~48 % of
 /// the gateway's CPU with 15k idle agents). 4096 gives the maximum of 256 buckets.
-pub(crate) const RING_DEPTH: usize = 4096;
+pub const RING_DEPTH: usize = 4096;
 
 /// Errors starting an executor thread.
 #[derive(Debug, thiserror::Error)]

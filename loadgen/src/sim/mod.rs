@@ -325,7 +325,8 @@ impl Sim {
             })
             .await;
             match got {
-                None | Some(Ok(Incoming::Pong(_))) => {}
+                None => {}
+                Some(Ok(Incoming::Pong(_))) => env.rec.count(|c| c.pongs_received += 1),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Incoming::Text(t))) => self.on_text(env, &t).await?,
             }

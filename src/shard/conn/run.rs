@@ -16,6 +16,24 @@ use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Deadlines at least [`COALESCE_FROM_MS`] away are moved up to the next multiple of this on
+/// the process's monotonic clock, so the pings and idle checks of a shard's thousands of
+/// connections fall due together and one wake-up serves them all (a fleet's connections would
+/// otherwise each wake the shard on their own, DESIGN §9).
+const TIMER_GRID_MS: i64 = 250;
+
+/// Nearer deadlines (the handshake grace, an ack retry about to fall due) keep their precision.
+const COALESCE_FROM_MS: i64 = 1_000;
+
+/// `deadline` (monotonic ms) as the loop sleeps until it, seen at `now`.
+fn coalesced(deadline: i64, now: i64) -> i64 {
+    if deadline == i64::MAX || deadline.saturating_sub(now) < COALESCE_FROM_MS {
+        return deadline;
+    }
+    // Non-negative here (a monotonic time since the process started), so this rounds up.
+    deadline.saturating_add(TIMER_GRID_MS - 1) / TIMER_GRID_MS * TIMER_GRID_MS
+}
+
 enum Event {
     Read(Read),
     Cmd(Option<ConnCmd>),
@@ -35,6 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.outbox.next_deadline(self.ack_timeout_ms()),
             ];
             let next = deadlines.into_iter().flatten().min().unwrap_or(i64::MAX);
+            let next = coalesced(next, clock.mono_ms);
             let wait = Duration::from_millis(next.saturating_sub(clock.mono_ms).max(0) as u64);
             let ev = {
                 let ws = &mut self.ws;
@@ -104,5 +123,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Vec::new()
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn far_deadlines_fall_on_the_grid_and_near_ones_stay() {
+        // Far: rounded up to the grid, never earlier, at most one step later.
+        for d in [10_001, 10_249, 10_250, 31_337] {
+            let c = coalesced(d, 0);
+            assert!(
+                c >= d && c - d < TIMER_GRID_MS && c % TIMER_GRID_MS == 0,
+                "{d} → {c}"
+            );
+        }
+        // Two connections' pings 100 ms apart share one wake-up.
+        assert_eq!(coalesced(30_010, 0), coalesced(30_110, 0));
+        // Near (the handshake grace, an ack retry), and "no deadline", are left alone.
+        assert_eq!(coalesced(10_999, 10_000), 10_999);
+        assert_eq!(coalesced(i64::MAX, 0), i64::MAX);
     }
 }
