@@ -54,7 +54,12 @@ for n in $(seq 1 "$NODES"); do
   admin_urls+=("http://127.0.0.1:$((19090 + n))")
   # The first node generates the gateway key the others share.
   for _ in $(seq 1 100); do [ -s "$DIR/gw-$n/keys/private.pem" ] || [ "$n" -gt 1 ] && break; sleep 0.1; done
-  sleep 1
+  # Serving only once ready: the first node creates the streams and buckets (≈ 10 s with three
+  # fresh servers), and agents dialling before then are refused.
+  for _ in $(seq 1 600); do
+    curl -sf -o /dev/null "http://127.0.0.1:$((19090 + n))/readyz" && break
+    sleep 0.1
+  done
 done
 echo "agents: $(IFS=,; echo "${agent_urls[*]}")"
 echo "admin:  $(IFS=,; echo "${admin_urls[*]}")"
