@@ -83,6 +83,7 @@ impl InboundFloor {
 
 impl Work for InboundFloor {
     fn timed(&mut self) -> Duration {
+        use aegis_gateway::testkit::floor::Floor as _;
         let mut bufs = self.0.inputs();
         let start = clock_now();
         black_box(self.0.run(&mut bufs));

@@ -9,7 +9,7 @@
 
 use crate::options::{Options, ProfileChoice, Scenario};
 use aegis_gateway::protocol::session::Profile;
-use aegis_gateway::testkit::floor::{HeartbeatFloor, InboundFloor, EVENT_BODY_LEN};
+use aegis_gateway::testkit::floor::{Floor, HeartbeatFloor, InboundFloor, EVENT_BODY_LEN};
 use std::time::{Duration, Instant};
 
 /// Messages per floor round (the shard's batch size under load).
@@ -21,38 +21,18 @@ const WARMUP: usize = 200;
 /// Rounds measured at each of the two points.
 pub const ROUNDS: usize = 100;
 
-/// What one floor checks.
-enum Floor {
-    /// `throughput`: sealed events, one batch verify of [`BATCH`].
-    Inbound(InboundFloor),
-    /// `fleet`: heartbeats of one profile, each verified alone.
-    Heartbeats(HeartbeatFloor),
-}
-
-impl Floor {
-    /// One round: its CPU µs per message.
-    fn round(&mut self) -> f64 {
-        let start = crate::sys::thread_cpu();
-        let n = match self {
-            Floor::Inbound(f) => {
-                let mut bufs = f.inputs();
-                std::hint::black_box(f.run(&mut bufs));
-                f.len()
-            }
-            Floor::Heartbeats(f) => {
-                let mut bufs = f.inputs();
-                std::hint::black_box(f.run(&mut bufs));
-                f.len()
-            }
-        };
-        (crate::sys::thread_cpu() - start).as_secs_f64() * 1e6 / n.max(1) as f64
-    }
+/// One round of `floor`: its CPU µs per message.
+fn round(floor: &mut dyn Floor) -> f64 {
+    let mut bufs = floor.inputs();
+    let start = crate::sys::thread_cpu();
+    std::hint::black_box(floor.run(&mut bufs));
+    (crate::sys::thread_cpu() - start).as_secs_f64() * 1e6 / floor.len().max(1) as f64
 }
 
 /// Floor rounds of one run: one floor per kind of message the run sends (a `mix` fleet has a
 /// v1 and a v2 one; the run's floor is their mean, as half its agents are each).
 pub struct Measure {
-    floors: Vec<(Floor, Vec<f64>)>,
+    floors: Vec<(Box<dyn Floor>, Vec<f64>)>,
 }
 
 impl Measure {
@@ -72,7 +52,7 @@ impl Measure {
         } else {
             body_len
         };
-        Measure::warmed(vec![Floor::Inbound(InboundFloor::new(BATCH, len))])
+        Measure::warmed(vec![Box::new(InboundFloor::new(BATCH, len))])
     }
 
     /// A floor on heartbeats of `profile`'s agents.
@@ -84,16 +64,16 @@ impl Measure {
         };
         let floors = profiles
             .into_iter()
-            .map(|p| Floor::Heartbeats(HeartbeatFloor::new(p, BATCH)))
+            .map(|p| Box::new(HeartbeatFloor::new(p, BATCH)) as Box<dyn Floor>)
             .collect();
         Measure::warmed(floors)
     }
 
-    fn warmed(mut floors: Vec<Floor>) -> Self {
+    fn warmed(mut floors: Vec<Box<dyn Floor>>) -> Self {
         // Warm up caches, the allocator and the core's clock (≈ 0.3 s), unrecorded.
         for f in floors.iter_mut() {
             for _ in 0..WARMUP {
-                f.round();
+                round(f.as_mut());
             }
         }
         Measure {
@@ -105,7 +85,7 @@ impl Measure {
     pub fn sample(&mut self, rounds: usize) {
         for _ in 0..rounds {
             for (f, us) in self.floors.iter_mut() {
-                us.push(f.round());
+                us.push(round(f.as_mut()));
             }
         }
     }

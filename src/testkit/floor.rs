@@ -23,6 +23,34 @@ pub const T0_S: i64 = 1_700_000_000;
 /// Size of the event body of the floor's messages (a typical eBPF threat report).
 pub const EVENT_BODY_LEN: usize = 300;
 
+/// What every floor here is: frames, checked in place one run at a time. A run gets a fresh
+/// copy of the frames ([`Floor::inputs`]) because parsing rewrites them.
+pub trait Floor {
+    /// The frames one run checks.
+    fn frames(&self) -> &[Vec<u8>];
+
+    /// The floor itself, on `bufs` from [`Floor::inputs`]; returns the total plaintext length.
+    ///
+    /// # Panics
+    /// If a frame does not check out (the inputs were not this floor's).
+    fn run(&mut self, bufs: &mut [Vec<u8>]) -> usize;
+
+    /// A fresh copy of the frames, for one run.
+    fn inputs(&self) -> Vec<Vec<u8>> {
+        self.frames().to_vec()
+    }
+
+    /// How many messages one run checks.
+    fn len(&self) -> usize {
+        self.frames().len()
+    }
+
+    /// Whether there are no messages.
+    fn is_empty(&self) -> bool {
+        self.frames().is_empty()
+    }
+}
+
 /// A JSON event body of exactly `len` bytes (an eBPF threat report padded in `details`).
 pub fn event_body(len: usize) -> Vec<u8> {
     let head = r#"{"rule":"exec-untrusted","pid":41327,"comm":"curl","path":"/usr/bin/curl","severity":"high","details":""#;
@@ -141,32 +169,19 @@ impl InboundFloor {
         }
     }
 
-    /// How many messages one [`InboundFloor::run`] checks.
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    /// Whether there are no messages.
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// The first frame (a sample envelope).
     pub fn frame(&self) -> &[u8] {
         self.frames.first().map_or(&[], Vec::as_slice)
     }
+}
 
-    /// A fresh copy of the frames, for one run (parsing is in place).
-    pub fn inputs(&self) -> Vec<Vec<u8>> {
-        self.frames.clone()
+impl Floor for InboundFloor {
+    fn frames(&self) -> &[Vec<u8>] {
+        &self.frames
     }
 
-    /// The floor itself, on `bufs` from [`InboundFloor::inputs`]: parse every envelope, verify
-    /// all signatures in one batch, open every payload. Returns the total plaintext length.
-    ///
-    /// # Panics
-    /// If a frame does not check out (the inputs were not this floor's).
-    pub fn run(&mut self, bufs: &mut [Vec<u8>]) -> usize {
+    /// Parse every envelope, verify all signatures in one batch, open every payload.
+    fn run(&mut self, bufs: &mut [Vec<u8>]) -> usize {
         let envs: Vec<Envelope> = bufs
             .iter_mut()
             .map(|b| envelope::parse(b).expect("envelope"))
@@ -254,28 +269,15 @@ impl HeartbeatFloor {
             ok: Vec::with_capacity(1),
         }
     }
+}
 
-    /// A fresh copy of the frames, for one run (parsing is in place).
-    pub fn inputs(&self) -> Vec<Vec<u8>> {
-        self.frames.clone()
+impl Floor for HeartbeatFloor {
+    fn frames(&self) -> &[Vec<u8>] {
+        &self.frames
     }
 
-    /// How many heartbeats one [`HeartbeatFloor::run`] checks.
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
-    /// The floor itself on `bufs` from [`HeartbeatFloor::inputs`]; returns the total payload
-    /// length.
-    ///
-    /// # Panics
-    /// If a frame does not check out (the inputs were not this floor's).
-    pub fn run(&mut self, bufs: &mut [Vec<u8>]) -> usize {
+    /// Each heartbeat parsed and verified alone; v1 payloads decoded, v2 ones opened.
+    fn run(&mut self, bufs: &mut [Vec<u8>]) -> usize {
         let mut total = 0;
         for b in bufs.iter_mut() {
             let e = envelope::parse(b).expect("envelope");

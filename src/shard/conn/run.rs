@@ -2,7 +2,8 @@
 //! event to the code that handles it. The work an event starts runs in a boxed future, so the
 //! long-lived task future of an idle connection stays small (the per-connection memory budget).
 //! Every timer (pings, idle, authentication, grace, expiry) is the session's; the loop only
-//! sleeps until the earliest deadline it reports, or the outbox's next ack deadline.
+//! sleeps until the earliest deadline it reports, or the outbox's next ack deadline (a far one
+//! moved up to a shared grid, [`coalesced`]).
 
 use super::frames::on_read;
 use super::{Conn, Reason};
